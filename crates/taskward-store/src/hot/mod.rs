@@ -1,0 +1,36 @@
+//! The hot tier: a short-lived cache of whole task documents, read before the durable tier.
+//!
+//! It is never the source of truth. Writes to it are best effort and guarded by version (an
+//! older document never replaces a newer one); if one fails, [`crate::TieredStore`] makes sure
+//! the entry is invalidated before it can be read stale.
+
+pub mod memory;
+
+use async_trait::async_trait;
+use taskward_model::{Task, TaskId, Tenant};
+
+/// A failure of the hot tier. Never shown to clients: reads fall back to the durable tier.
+#[derive(Debug, thiserror::Error)]
+#[error("hot tier: {0}")]
+pub struct HotError(pub String);
+
+/// A cache of task documents keyed by tenant and task id, each entry expiring after a TTL
+/// counted from its last write.
+#[async_trait]
+pub trait HotTier: Send + Sync + std::fmt::Debug + 'static {
+    /// Short name for logs and /readyz (`memory`, `redis`).
+    fn name(&self) -> &'static str;
+
+    /// Whether the tier answers.
+    async fn ping(&self) -> Result<(), HotError>;
+
+    /// The cached document, if present and not expired.
+    async fn get(&self, tenant: &Tenant, id: &TaskId) -> Result<Option<Task>, HotError>;
+
+    /// Stores `task` unless a newer version is cached; (re)starts its TTL either way when the
+    /// version is not older.
+    async fn put(&self, tenant: &Tenant, task: &Task) -> Result<(), HotError>;
+
+    /// Drops the entry, so the next read goes to the durable tier.
+    async fn invalidate(&self, tenant: &Tenant, id: &TaskId) -> Result<(), HotError>;
+}

@@ -1,0 +1,46 @@
+//! taskward's storage: a hot tier, a durable tier, and [`TieredStore`], the one place that
+//! knows there are two.
+//!
+//! Handlers only ever hold a [`TieredStore`]. Back-ends implement [`HotTier`] or
+//! [`DurableTier`]; adding one (Redis, PostgreSQL) changes nothing above this crate. This crate
+//! knows nothing of HTTP.
+
+pub mod durable;
+pub mod hot;
+pub mod keys;
+pub mod tiered;
+
+pub use durable::{sqlite::SqliteDurable, DurableTier, Inserted};
+pub use hot::{memory::MemoryHot, HotTier};
+pub use tiered::{Created, Killed, Source, TieredStore};
+
+/// What callers of the store branch on. Driver errors are converted inside each back-end.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The task does not exist for this tenant.
+    #[error("task not found")]
+    NotFound,
+    /// The write breaks the task's rules or repeats a create with other content.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The caller's If-Match version is not the current one.
+    #[error("version mismatch: expected {expected}, current {current}")]
+    VersionMismatch { expected: u64, current: u64 },
+    /// A tier this request needs cannot be reached.
+    #[error("{tier} tier unavailable: {source}")]
+    Unavailable {
+        tier: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A bug or corrupt data: nothing the client can fix.
+    #[error("internal storage error: {0}")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl StoreError {
+    /// Wraps any error as internal.
+    pub fn internal(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        StoreError::Internal(e.into())
+    }
+}
