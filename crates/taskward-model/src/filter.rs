@@ -143,7 +143,9 @@ pub fn parse_path(path: &str, at: &str) -> Result<Vec<String>, Invalid> {
     let ok = |seg: &String| {
         !seg.is_empty()
             && seg.len() <= 64
-            && seg.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            && seg
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
     };
     if segments.len() > MAX_PATH_SEGMENTS || !segments.iter().all(ok) {
         return Err(Invalid::new(
@@ -221,7 +223,11 @@ impl Op {
             .position(|n| *n == s)
             .map(|i| Self::ALL[i])
             .ok_or_else(|| {
-                Invalid::one_of(at, format!("unknown operator `{}`", truncate(s, 40)), Self::NAMES)
+                Invalid::one_of(
+                    at,
+                    format!("unknown operator `{}`", truncate(s, 40)),
+                    Self::NAMES,
+                )
             })
     }
 
@@ -230,7 +236,9 @@ impl Op {
         use Op::*;
         match kind {
             FieldKind::Text | FieldKind::Json => &Self::ALL,
-            FieldKind::Time | FieldKind::Int => &[Eq, Ne, Gt, Gte, Lt, Lte, In, Nin, Exists, IsNull],
+            FieldKind::Time | FieldKind::Int => {
+                &[Eq, Ne, Gt, Gte, Lt, Lte, In, Nin, Exists, IsNull]
+            }
             FieldKind::List => &[Contains, Exists, IsNull],
         }
     }
@@ -283,7 +291,10 @@ fn parse_group(
         return Err(Invalid::new(at, "must be an object with AND, OR or NOT"));
     };
     if depth > MAX_DEPTH {
-        return Err(Invalid::new(at, format!("groups nest at most {MAX_DEPTH} deep")));
+        return Err(Invalid::new(
+            at,
+            format!("groups nest at most {MAX_DEPTH} deep"),
+        ));
     }
     const KEYS: [&str; 4] = ["AND", "OR", "NOT", "case_sensitive"];
     check_keys(m, at, &KEYS)?;
@@ -293,11 +304,20 @@ fn parse_group(
         let Some(items) = m.get(key) else { continue };
         let here = format!("{at}.{key}");
         let Value::Array(items) = items else {
-            return Err(Invalid::new(here, "must be an array of conditions or groups"));
+            return Err(Invalid::new(
+                here,
+                "must be an array of conditions or groups",
+            ));
         };
         let mut exprs = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
-            exprs.push(parse_node(item, &format!("{here}[{i}]"), cs, depth, budget)?);
+            exprs.push(parse_node(
+                item,
+                &format!("{here}[{i}]"),
+                cs,
+                depth,
+                budget,
+            )?);
         }
         parts.push(match key {
             "AND" => Expr::All(exprs),
@@ -313,21 +333,38 @@ fn parse_group(
     })
 }
 
-fn parse_node(v: &Value, at: &str, cs: bool, depth: usize, budget: &mut Budget) -> Result<Expr, Invalid> {
+fn parse_node(
+    v: &Value,
+    at: &str,
+    cs: bool,
+    depth: usize,
+    budget: &mut Budget,
+) -> Result<Expr, Invalid> {
     match v {
         Value::Object(m) if m.contains_key("field") => {
             if budget.conditions == 0 {
-                return Err(Invalid::new(at, format!("a filter has at most {MAX_CONDITIONS} conditions")));
+                return Err(Invalid::new(
+                    at,
+                    format!("a filter has at most {MAX_CONDITIONS} conditions"),
+                ));
             }
             budget.conditions -= 1;
             parse_cond(m, at, cs, budget).map(Expr::Cond)
         }
         Value::Object(_) => parse_group(v, at, cs, depth + 1, budget),
-        _ => Err(Invalid::new(at, "must be a condition {field, operator, value} or a group")),
+        _ => Err(Invalid::new(
+            at,
+            "must be a condition {field, operator, value} or a group",
+        )),
     }
 }
 
-fn parse_cond(m: &Map<String, Value>, at: &str, inherited_cs: bool, budget: &mut Budget) -> Result<Cond, Invalid> {
+fn parse_cond(
+    m: &Map<String, Value>,
+    at: &str,
+    inherited_cs: bool,
+    budget: &mut Budget,
+) -> Result<Cond, Invalid> {
     check_keys(m, at, &["field", "operator", "value", "case_sensitive"])?;
     let field_at = format!("{at}.field");
     let field = match m.get("field") {
@@ -362,7 +399,10 @@ fn parse_cond(m: &Map<String, Value>, at: &str, inherited_cs: bool, budget: &mut
                 return Err(Invalid::new(value_at, "must be an array"));
             };
             if items.len() > budget.values {
-                return Err(Invalid::new(value_at, format!("in/nin lists hold at most {MAX_LIST} values in all")));
+                return Err(Invalid::new(
+                    value_at,
+                    format!("in/nin lists hold at most {MAX_LIST} values in all"),
+                ));
             }
             budget.values -= items.len();
             let mut out = Vec::with_capacity(items.len());
@@ -380,12 +420,22 @@ fn parse_cond(m: &Map<String, Value>, at: &str, inherited_cs: bool, budget: &mut
                 check_regex(s, case_sensitive, &value_at)?;
                 Operand::One(Scalar::Text(s.clone()))
             }
-            _ => return Err(Invalid::new(value_at, "must be a string (a regular expression)")),
+            _ => {
+                return Err(Invalid::new(
+                    value_at,
+                    "must be a string (a regular expression)",
+                ))
+            }
         },
         Op::Eq | Op::Ne | Op::Gt | Op::Gte | Op::Lt | Op::Lte => {
             let s = scalar_for(&field, op, value, &value_at)?;
-            if matches!(op, Op::Gt | Op::Gte | Op::Lt | Op::Lte) && matches!(s, Scalar::Null | Scalar::Bool(_)) {
-                return Err(Invalid::new(value_at, "must be a number, a string or a timestamp"));
+            if matches!(op, Op::Gt | Op::Gte | Op::Lt | Op::Lte)
+                && matches!(s, Scalar::Null | Scalar::Bool(_))
+            {
+                return Err(Invalid::new(
+                    value_at,
+                    "must be a number, a string or a timestamp",
+                ));
             }
             Operand::One(s)
         }
@@ -408,7 +458,11 @@ fn scalar_for(field: &Field, op: Op, v: &Value, at: &str) -> Result<Scalar, Inva
             };
             if *field == Field::Status && matches!(op, Op::Eq | Op::Ne | Op::In | Op::Nin) {
                 let status = TaskStatus::parse(&s.to_ascii_uppercase()).ok_or_else(|| {
-                    Invalid::one_of(at, format!("unknown status `{}`", truncate(s, 40)), TaskStatus::ALL.map(|s| s.as_str()))
+                    Invalid::one_of(
+                        at,
+                        format!("unknown status `{}`", truncate(s, 40)),
+                        TaskStatus::ALL.map(|s| s.as_str()),
+                    )
                 })?;
                 return Ok(Scalar::Text(status.as_str().to_owned()));
             }
@@ -424,7 +478,10 @@ fn scalar_for(field: &Field, op: Op, v: &Value, at: &str) -> Result<Scalar, Inva
             .as_i64()
             .map(Scalar::Int)
             .ok_or_else(|| Invalid::new(at, "must be an integer")),
-        FieldKind::List => Err(Invalid::new(at, "lists only support contains, exists and is_null")),
+        FieldKind::List => Err(Invalid::new(
+            at,
+            "lists only support contains, exists and is_null",
+        )),
         FieldKind::Json => match v {
             Value::Null => Ok(Scalar::Null),
             Value::Bool(b) => Ok(Scalar::Bool(*b)),
@@ -433,7 +490,10 @@ fn scalar_for(field: &Field, op: Op, v: &Value, at: &str) -> Result<Scalar, Inva
                 None => Scalar::Float(n.as_f64().unwrap_or(f64::NAN)),
             }),
             Value::String(s) => Ok(Scalar::Text(s.clone())),
-            _ => Err(Invalid::new(at, "must be a string, number, boolean or null")),
+            _ => Err(Invalid::new(
+                at,
+                "must be a string, number, boolean or null",
+            )),
         },
     }
 }
@@ -449,7 +509,10 @@ pub fn check_regex(pattern: &str, case_sensitive: bool, at: &str) -> Result<(), 
         .map_err(|e| {
             let msg = match e {
                 regex::Error::CompiledTooBig(_) => "regular expression is too large".to_owned(),
-                other => format!("invalid regular expression: {}", truncate(&other.to_string(), 300)),
+                other => format!(
+                    "invalid regular expression: {}",
+                    truncate(&other.to_string(), 300)
+                ),
             };
             Invalid::new(at, msg)
         })
@@ -480,7 +543,12 @@ mod tests {
     use serde_json::json;
 
     fn cond(field: Field, op: Op, operand: Operand, case_sensitive: bool) -> Expr {
-        Expr::Cond(Cond { field, op, operand, case_sensitive })
+        Expr::Cond(Cond {
+            field,
+            op,
+            operand,
+            case_sensitive,
+        })
     }
 
     #[test]
@@ -496,10 +564,28 @@ mod tests {
         .unwrap();
         let expected = Expr::All(vec![
             Expr::All(vec![
-                cond(Field::Status, Op::In, Operand::Many(vec![Scalar::Text("PENDING".into()), Scalar::Text("FAILED".into())]), true),
-                Expr::Any(vec![cond(Field::Data(vec!["job".into(), "id".into()]), Op::Eq, Operand::One(Scalar::Int(5)), false)]),
+                cond(
+                    Field::Status,
+                    Op::In,
+                    Operand::Many(vec![
+                        Scalar::Text("PENDING".into()),
+                        Scalar::Text("FAILED".into()),
+                    ]),
+                    true,
+                ),
+                Expr::Any(vec![cond(
+                    Field::Data(vec!["job".into(), "id".into()]),
+                    Op::Eq,
+                    Operand::One(Scalar::Int(5)),
+                    false,
+                )]),
             ]),
-            Expr::Not(Box::new(Expr::Any(vec![cond(Field::TaskId, Op::StartsWith, Operand::One(Scalar::Text("x".into())), true)]))),
+            Expr::Not(Box::new(Expr::Any(vec![cond(
+                Field::TaskId,
+                Op::StartsWith,
+                Operand::One(Scalar::Text("x".into())),
+                true,
+            )]))),
         ]);
         assert_eq!(e, expected);
     }
@@ -512,18 +598,22 @@ mod tests {
                 "exists" | "is_null" => json!(true),
                 _ => json!("a"),
             };
-            parse(&json!({"AND": [{"field": "additional_data.k", "operator": op, "value": value}]}))
-                .unwrap_or_else(|e| panic!("{op}: {e}"));
+            parse(
+                &json!({"AND": [{"field": "additional_data.k", "operator": op, "value": value}]}),
+            )
+            .unwrap_or_else(|e| panic!("{op}: {e}"));
         }
     }
 
     #[test]
     fn bad_filters_name_what_is_accepted() {
-        let e = parse(&json!({"AND": [{"field": "status", "operator": "like", "value": "x"}]})).unwrap_err();
+        let e = parse(&json!({"AND": [{"field": "status", "operator": "like", "value": "x"}]}))
+            .unwrap_err();
         assert_eq!(e.field, "filters.AND[0].operator");
         assert!(e.accepted.unwrap().contains(&"starts_with".to_owned()));
 
-        let e = parse(&json!({"AND": [{"field": "nope", "operator": "eq", "value": "x"}]})).unwrap_err();
+        let e = parse(&json!({"AND": [{"field": "nope", "operator": "eq", "value": "x"}]}))
+            .unwrap_err();
         assert_eq!(e.field, "filters.AND[0].field");
 
         let e = parse(&json!({"XOR": []})).unwrap_err();
@@ -565,6 +655,9 @@ mod tests {
         let e = parse(&json!({"AND": [{"field": "created_at", "operator": "gte", "value": "2026-01-01T01:00:00+01:00"}]})).unwrap();
         let Expr::All(items) = e else { panic!() };
         let Expr::Cond(c) = &items[0] else { panic!() };
-        assert_eq!(c.operand, Operand::One(Scalar::Text("2026-01-01T00:00:00.000000Z".into())));
+        assert_eq!(
+            c.operand,
+            Operand::One(Scalar::Text("2026-01-01T00:00:00.000000Z".into()))
+        );
     }
 }

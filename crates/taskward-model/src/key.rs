@@ -56,7 +56,10 @@ impl OrgId {
     pub fn parse(s: &str) -> Result<Self, Invalid> {
         let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
         if s.is_empty() || s.len() > 64 || !s.chars().all(ok) {
-            return Err(Invalid::new("org", "must be 1 to 64 characters from A-Z a-z 0-9 . _ -"));
+            return Err(Invalid::new(
+                "org",
+                "must be 1 to 64 characters from A-Z a-z 0-9 . _ -",
+            ));
         }
         Ok(Self(s.to_owned()))
     }
@@ -135,7 +138,11 @@ impl Scopes {
                 .into_iter()
                 .find(|sc| sc.as_str() == part)
                 .ok_or_else(|| {
-                    Invalid::one_of("scopes", format!("unknown scope `{part}`"), Scope::ALL.map(Scope::as_str))
+                    Invalid::one_of(
+                        "scopes",
+                        format!("unknown scope `{part}`"),
+                        Scope::ALL.map(Scope::as_str),
+                    )
                 })?;
             set.0 |= scope.bit();
         }
@@ -176,7 +183,9 @@ impl ApiKey {
 
     /// Checks the shape of a presented key (not whether it exists).
     pub fn parse(s: &str) -> Option<Self> {
-        let secret = s.strip_prefix("sk_live_").or_else(|| s.strip_prefix("sk_test_"))?;
+        let secret = s
+            .strip_prefix("sk_live_")
+            .or_else(|| s.strip_prefix("sk_test_"))?;
         let ok = secret.len() >= Self::MIN_SECRET_LEN
             && secret.len() <= 128
             && secret.chars().all(|c| c.is_ascii_alphanumeric());
@@ -259,8 +268,18 @@ mod tests {
     fn key_shape_is_checked_and_mode_follows_prefix() {
         let k = ApiKey::parse("sk_live_abcdefghijklmnopqrstuvwx").unwrap();
         assert_eq!(k.mode(), Mode::Live);
-        assert_eq!(ApiKey::parse("sk_test_ABCDEFGHIJKLMNOPQRSTUVWX1").unwrap().mode(), Mode::Test);
-        for bad in ["", "sk_live_short", "sk_prod_abcdefghijklmnopqrstuvwx", "sk_live_abcdefghijklmnopqrstuv-x"] {
+        assert_eq!(
+            ApiKey::parse("sk_test_ABCDEFGHIJKLMNOPQRSTUVWX1")
+                .unwrap()
+                .mode(),
+            Mode::Test
+        );
+        for bad in [
+            "",
+            "sk_live_short",
+            "sk_prod_abcdefghijklmnopqrstuvwx",
+            "sk_live_abcdefghijklmnopqrstuv-x",
+        ] {
             assert!(ApiKey::parse(bad).is_none(), "{bad}");
         }
     }

@@ -183,11 +183,20 @@ impl Sort {
                     SortField::ALL.map(SortField::as_str),
                 )
             })?;
-        let desc = match spec.direction.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        let desc = match spec
+            .direction
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
             None | Some("desc") => true,
             Some("asc") => false,
             Some(_) => {
-                return Err(Invalid::one_of("sort.direction", "unknown direction", ["asc", "desc"]))
+                return Err(Invalid::one_of(
+                    "sort.direction",
+                    "unknown direction",
+                    ["asc", "desc"],
+                ))
             }
         };
         Ok(Sort { field, desc })
@@ -293,14 +302,28 @@ impl Paging {
         let page = parse_num(p.page.as_deref(), "page", 1, MAX_PAGE)?;
         let page_size = parse_num(p.page_size.as_deref(), "page_size", 1, MAX_PAGE_SIZE.into())?;
         let limit = parse_num(p.limit.as_deref(), "limit", 1, MAX_PAGE_SIZE.into())?;
-        let offset = parse_num(p.offset.as_deref(), "offset", 0, MAX_PAGE * u64::from(MAX_PAGE_SIZE))?;
+        let offset = parse_num(
+            p.offset.as_deref(),
+            "offset",
+            0,
+            MAX_PAGE * u64::from(MAX_PAGE_SIZE),
+        )?;
         let include_total = match p.include_total.as_deref() {
             None | Some("false") | Some("0") => false,
             Some("true") | Some("1") => true,
-            Some(_) => return Err(Invalid::one_of("include_total", "must be a boolean", ["true", "false"])),
+            Some(_) => {
+                return Err(Invalid::one_of(
+                    "include_total",
+                    "must be a boolean",
+                    ["true", "false"],
+                ))
+            }
         };
         if page.is_some() && (limit.is_some() || offset.is_some()) {
-            return Err(Invalid::new("page", "use either page/page_size or limit/offset, not both"));
+            return Err(Invalid::new(
+                "page",
+                "use either page/page_size or limit/offset, not both",
+            ));
         }
         if let (Some(a), Some(b)) = (page_size, limit) {
             if a != b {
@@ -312,7 +335,10 @@ impl Paging {
             None | Some("") => None,
             Some(c) => {
                 if page.unwrap_or(1) != 1 || offset.unwrap_or(0) != 0 {
-                    return Err(Invalid::new("cursor", "a cursor replaces page and offset; send only one"));
+                    return Err(Invalid::new(
+                        "cursor",
+                        "a cursor replaces page and offset; send only one",
+                    ));
                 }
                 Some(Cursor::decode(c, sort)?)
             }
@@ -339,7 +365,10 @@ fn parse_num(v: Option<&str>, field: &str, min: u64, max: u64) -> Result<Option<
     let Some(v) = v else { return Ok(None) };
     match v.parse::<u64>() {
         Ok(n) if (min..=max).contains(&n) => Ok(Some(n)),
-        _ => Err(Invalid::new(field, format!("must be an integer from {min} to {max}"))),
+        _ => Err(Invalid::new(
+            field,
+            format!("must be an integer from {min} to {max}"),
+        )),
     }
 }
 
@@ -370,13 +399,29 @@ impl ListQuery {
     }
 
     /// Validates a `POST /v1/tasks/list` body together with its paging parameters.
-    pub fn from_body(body: ListTasksBody, params: &PagingParams) -> Result<(ListQuery, Paging), Invalid> {
-        let sort = body.sort.as_ref().map(Sort::parse).transpose()?.unwrap_or_default();
+    pub fn from_body(
+        body: ListTasksBody,
+        params: &PagingParams,
+    ) -> Result<(ListQuery, Paging), Invalid> {
+        let sort = body
+            .sort
+            .as_ref()
+            .map(Sort::parse)
+            .transpose()?
+            .unwrap_or_default();
         let paging = Paging::parse(params, sort)?;
-        let filter = body.filters.as_ref().filter(|v| !v.is_null()).map(filter::parse).transpose()?;
+        let filter = body
+            .filters
+            .as_ref()
+            .filter(|v| !v.is_null())
+            .map(filter::parse)
+            .transpose()?;
         let search = match body.search {
             Some(s) if s.chars().count() > MAX_SEARCH_LEN => {
-                return Err(Invalid::new("search", format!("at most {MAX_SEARCH_LEN} characters")))
+                return Err(Invalid::new(
+                    "search",
+                    format!("at most {MAX_SEARCH_LEN} characters"),
+                ))
             }
             Some(s) if !s.is_empty() => Some(s.to_lowercase()),
             _ => None,
@@ -388,12 +433,20 @@ impl ListQuery {
             search,
         };
         if parts.statuses.len() > filter::MAX_LIST || parts.task_types.len() > filter::MAX_LIST {
-            return Err(Invalid::new("status", format!("at most {} values", filter::MAX_LIST)));
+            return Err(Invalid::new(
+                "status",
+                format!("at most {} values", filter::MAX_LIST),
+            ));
         }
         Ok((ListQuery::from_parts(false, parts, sort, &paging), paging))
     }
 
-    fn from_parts(active_only: bool, parts: ListTasksBodyParts, sort: Sort, paging: &Paging) -> ListQuery {
+    fn from_parts(
+        active_only: bool,
+        parts: ListTasksBodyParts,
+        sort: Sort,
+        paging: &Paging,
+    ) -> ListQuery {
         ListQuery {
             active_only,
             statuses: parts.statuses,
@@ -459,19 +512,31 @@ impl ListResponse {
             .has_more
             .then(|| page.tasks.last().map(|t| Cursor::after(sort, t).encode()))
             .flatten();
-        let total_q = if paging.include_total { "&include_total=true" } else { "" };
+        let total_q = if paging.include_total {
+            "&include_total=true"
+        } else {
+            ""
+        };
         let (page_no, next_page, previous_page) = match paging.style {
             PagingStyle::Pages { page: n } => (
                 Some(n),
-                page.has_more.then(|| format!("{base}?page={}&page_size={size}{total_q}", n + 1)),
+                page.has_more
+                    .then(|| format!("{base}?page={}&page_size={size}{total_q}", n + 1)),
                 (n > 1).then(|| format!("{base}?page={}&page_size={size}{total_q}", n - 1)),
             ),
             PagingStyle::Offset => (
                 Some(paging.offset / size + 1),
-                page.has_more
-                    .then(|| format!("{base}?limit={size}&offset={}{total_q}", paging.offset + size)),
+                page.has_more.then(|| {
+                    format!(
+                        "{base}?limit={size}&offset={}{total_q}",
+                        paging.offset + size
+                    )
+                }),
                 (paging.offset > 0).then(|| {
-                    format!("{base}?limit={size}&offset={}{total_q}", paging.offset.saturating_sub(size))
+                    format!(
+                        "{base}?limit={size}&offset={}{total_q}",
+                        paging.offset.saturating_sub(size)
+                    )
                 }),
             ),
             PagingStyle::Cursor => (
@@ -483,7 +548,11 @@ impl ListResponse {
             ),
         };
         ListResponse {
-            results: page.tasks.into_iter().map(|t| TaskResponse::new(t, false)).collect(),
+            results: page
+                .tasks
+                .into_iter()
+                .map(|t| TaskResponse::new(t, false))
+                .collect(),
             pagination: Pagination {
                 total: page.total,
                 page: page_no,
@@ -520,9 +589,14 @@ mod tests {
 
     #[test]
     fn both_paging_styles_map_to_offsets() {
-        let p = Paging::parse(&params(&[("page", "3"), ("page_size", "20")]), Sort::default()).unwrap();
+        let p = Paging::parse(
+            &params(&[("page", "3"), ("page_size", "20")]),
+            Sort::default(),
+        )
+        .unwrap();
         assert_eq!((p.offset, p.limit), (40, 20));
-        let p = Paging::parse(&params(&[("limit", "5"), ("offset", "7")]), Sort::default()).unwrap();
+        let p =
+            Paging::parse(&params(&[("limit", "5"), ("offset", "7")]), Sort::default()).unwrap();
         assert_eq!((p.offset, p.limit, p.style), (7, 5, PagingStyle::Offset));
         let p = Paging::parse(&params(&[]), Sort::default()).unwrap();
         assert_eq!((p.offset, p.limit), (0, DEFAULT_PAGE_SIZE));
@@ -542,7 +616,10 @@ mod tests {
             vec![("include_total", "maybe")],
             vec![("cursor", "not-a-cursor")],
         ] {
-            assert!(Paging::parse(&params(&bad), Sort::default()).is_err(), "{bad:?}");
+            assert!(
+                Paging::parse(&params(&bad), Sort::default()).is_err(),
+                "{bad:?}"
+            );
         }
     }
 
@@ -555,10 +632,21 @@ mod tests {
             task_id: "t".into(),
         };
         assert_eq!(Cursor::decode(&c.encode(), Sort::default()).unwrap(), c);
-        let asc = Sort { field: SortField::CreatedAt, desc: false };
+        let asc = Sort {
+            field: SortField::CreatedAt,
+            desc: false,
+        };
         assert!(Cursor::decode(&c.encode(), asc).is_err());
-        let forged = Cursor { field: SortField::Version, desc: true, value: CursorValue::Text("x".into()), task_id: "t".into() };
-        let by_version = Sort { field: SortField::Version, desc: true };
+        let forged = Cursor {
+            field: SortField::Version,
+            desc: true,
+            value: CursorValue::Text("x".into()),
+            task_id: "t".into(),
+        };
+        let by_version = Sort {
+            field: SortField::Version,
+            desc: true,
+        };
         assert!(Cursor::decode(&forged.encode(), by_version).is_err());
     }
 }

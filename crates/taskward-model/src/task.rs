@@ -315,7 +315,11 @@ impl Task {
 
     /// The task after `update`, or `None` when `update` changes nothing (an idempotent
     /// repeat). A terminal task refuses any change.
-    pub fn apply(&self, update: &UpdateTask, now: DateTime<Utc>) -> Result<Option<Task>, TransitionError> {
+    pub fn apply(
+        &self,
+        update: &UpdateTask,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Task>, TransitionError> {
         let mut next = self.clone();
         if let Some(status) = update.status {
             next.status = status;
@@ -533,10 +537,12 @@ impl CreateTask {
 /// Lower-case hex of `bytes`.
 pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 /// `PATCH /v1/tasks/{task_id}`: `additional_data` is merged (RFC 7396), the rest replaced.
@@ -564,7 +570,9 @@ impl UpdateTask {
 }
 
 /// Distinguishes "absent" (outer `None`, via `default`) from "null" (`Some(None)`).
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(d).map(Some)
 }
 
@@ -607,7 +615,13 @@ mod tests {
     fn statuses_use_the_reference_spellings() {
         let all: Vec<String> = TaskStatus::ALL
             .iter()
-            .map(|s| serde_json::to_value(s).unwrap().as_str().unwrap().to_owned())
+            .map(|s| {
+                serde_json::to_value(s)
+                    .unwrap()
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
             .collect();
         assert_eq!(all[..3], ["PENDING", "IN_PROGRESS", "PROCESSING"]);
         assert!(all.contains(&"COMPLETED_WITH_ERRORS".to_owned()));
@@ -620,10 +634,16 @@ mod tests {
     #[test]
     fn terminal_task_refuses_change_but_accepts_identical_repeat() {
         let t = task(TaskStatus::Processing);
-        let done = t.apply(&update(json!({"status": "COMPLETED"})), crate::time::now()).unwrap().unwrap();
+        let done = t
+            .apply(&update(json!({"status": "COMPLETED"})), crate::time::now())
+            .unwrap()
+            .unwrap();
         assert_eq!(done.version, 2);
         assert!(done.finished_at.is_some());
-        assert_eq!(done.apply(&update(json!({"status": "COMPLETED"})), crate::time::now()), Ok(None));
+        assert_eq!(
+            done.apply(&update(json!({"status": "COMPLETED"})), crate::time::now()),
+            Ok(None)
+        );
         assert_eq!(
             done.apply(&update(json!({"status": "FAILED"})), crate::time::now()),
             Err(TransitionError::Terminal(TaskStatus::Completed))
@@ -635,10 +655,18 @@ mod tests {
     fn additional_data_is_merge_patched() {
         let t = task(TaskStatus::Pending);
         let next = t
-            .apply(&update(json!({"additional_data": {"b": {"c": 2}, "a": null, "from_mongodb": true}})), crate::time::now())
+            .apply(
+                &update(
+                    json!({"additional_data": {"b": {"c": 2}, "a": null, "from_mongodb": true}}),
+                ),
+                crate::time::now(),
+            )
             .unwrap()
             .unwrap();
-        assert_eq!(Value::Object(next.additional_data.unwrap()), json!({"b": {"c": 2}}));
+        assert_eq!(
+            Value::Object(next.additional_data.unwrap()),
+            json!({"b": {"c": 2}})
+        );
         assert!(next.started_at.is_none(), "still PENDING");
     }
 
@@ -647,7 +675,12 @@ mod tests {
         let mut t = task(TaskStatus::Failed);
         t.additional_data = Some(json!({"error": "boom"}).as_object().unwrap().clone());
         assert_eq!(t.error_message(), Some("boom"));
-        t.additional_data = Some(json!({"error": {"message": "deep"}}).as_object().unwrap().clone());
+        t.additional_data = Some(
+            json!({"error": {"message": "deep"}})
+                .as_object()
+                .unwrap()
+                .clone(),
+        );
         assert_eq!(t.error_message(), Some("deep"));
         t.additional_data = Some(json!({"error": 5}).as_object().unwrap().clone());
         assert_eq!(t.error_message(), None);
@@ -658,9 +691,14 @@ mod tests {
 
     #[test]
     fn create_digest_applies_defaults_and_ignores_key_order() {
-        let a: CreateTask = serde_json::from_value(json!({"task_type": "thumbnail", "additional_data": {"x": 1, "y": 2}})).unwrap();
+        let a: CreateTask = serde_json::from_value(
+            json!({"task_type": "thumbnail", "additional_data": {"x": 1, "y": 2}}),
+        )
+        .unwrap();
         let b: CreateTask = serde_json::from_value(json!({"additional_data": {"y": 2, "x": 1}, "status": "PENDING", "task_type": "thumbnail"})).unwrap();
-        let c: CreateTask = serde_json::from_value(json!({"task_type": "thumbnail", "status": "PROCESSING"})).unwrap();
+        let c: CreateTask =
+            serde_json::from_value(json!({"task_type": "thumbnail", "status": "PROCESSING"}))
+                .unwrap();
         assert_eq!(a.content_digest(), b.content_digest());
         assert_ne!(a.content_digest(), c.content_digest());
     }

@@ -50,9 +50,7 @@ pub mod serde_rfc3339_opt {
         }
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Option<DateTime<Utc>>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
         match <Option<std::borrow::Cow<'de, str>>>::deserialize(d)? {
             None => Ok(None),
             Some(s) => super::parse(&s)

@@ -1,1 +1,75 @@
-//! placeholder
+//! taskward's HTTP server: bind, report the address, serve until told to stop.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! let server = taskward_server::Server::bind(Default::default()).await?;
+//! println!("listening on {}", server.local_addr());
+//! server.run(async { let _ = tokio::signal::ctrl_c().await; }).await
+//! # }
+//! ```
+//!
+//! The caller owns the socket address (port 0 in tests) and the stop signal; `run` returns
+//! after in-flight requests have drained.
+
+pub mod api;
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod openapi;
+pub mod router;
+pub mod settings;
+pub mod state;
+pub mod telemetry;
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+pub use router::router;
+pub use settings::Settings;
+pub use state::{open_store, AppState};
+
+/// A bound, not yet serving, server.
+#[derive(Debug)]
+pub struct Server {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Server {
+    /// Opens the tiers (running migrations) and binds `settings.listen`.
+    pub async fn bind(settings: Settings) -> anyhow::Result<Server> {
+        let store = open_store(&settings).await?;
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("binding {}", settings.listen))?;
+        let state = AppState::new(settings, store)?;
+        Ok(Server { listener, state })
+    }
+
+    /// The bound address (the real port when `listen` had port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// The shared state, e.g. to issue the first-start key before serving.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting and drains in-flight requests.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let app = router(self.state);
+        axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("serving HTTP")
+    }
+}

@@ -30,7 +30,12 @@ fn mint(org: OrgId, mode: Mode, scopes: Scopes) -> (ApiKey, KeyRecord) {
 
 impl TieredStore {
     /// Mints and stores a key; the returned [`ApiKey`] is the only copy of the secret.
-    pub async fn create_key(&self, org: OrgId, mode: Mode, scopes: Scopes) -> Result<(ApiKey, KeyRecord), StoreError> {
+    pub async fn create_key(
+        &self,
+        org: OrgId,
+        mode: Mode,
+        scopes: Scopes,
+    ) -> Result<(ApiKey, KeyRecord), StoreError> {
         let (key, record) = mint(org, mode, scopes);
         self.durable.insert_key(&record, &key.hash()).await?;
         Ok((key, record))

@@ -42,7 +42,7 @@ pub struct Created {
 #[derive(Debug)]
 pub enum Killed {
     /// The task was active and is now CANCELED.
-    Canceled(Task),
+    Canceled,
     /// The task was already terminal, or does not exist for this tenant.
     Unchanged,
 }
@@ -70,8 +70,14 @@ impl TieredStore {
     /// Pings both tiers.
     pub async fn readiness(&self) -> Readiness {
         Readiness {
-            hot: (self.hot.name(), self.hot.ping().await.map_err(|e| e.to_string())),
-            durable: (self.durable.name(), self.durable.ping().await.map_err(|e| e.to_string())),
+            hot: (
+                self.hot.name(),
+                self.hot.ping().await.map_err(|e| e.to_string()),
+            ),
+            durable: (
+                self.durable.name(),
+                self.durable.ping().await.map_err(|e| e.to_string()),
+            ),
         }
     }
 
@@ -82,7 +88,11 @@ impl TieredStore {
             Ok(None) => {}
             Err(e) => tracing::warn!(error = %e, "hot tier read failed; reading durable tier"),
         }
-        let task = self.durable.get(tenant, id).await?.ok_or(StoreError::NotFound)?;
+        let task = self
+            .durable
+            .get(tenant, id)
+            .await?
+            .ok_or(StoreError::NotFound)?;
         self.warm(tenant, &task).await;
         Ok((task, Source::Durable))
     }
@@ -97,7 +107,13 @@ impl TieredStore {
                 self.warm(tenant, &task).await;
                 Ok(Created { task, new: true })
             }
-            Inserted::Exists { task, digest: stored } if stored == digest => Ok(Created { task, new: false }),
+            Inserted::Exists {
+                task,
+                digest: stored,
+            } if stored == digest => Ok(Created {
+                task: *task,
+                new: false,
+            }),
             Inserted::Exists { .. } => Err(StoreError::Conflict(
                 "a task with this task_id already exists with different content".into(),
             )),
@@ -114,10 +130,17 @@ impl TieredStore {
         if_match: Option<u64>,
     ) -> Result<Task, StoreError> {
         for _ in 0..MAX_CAS_ATTEMPTS {
-            let current = self.durable.get(tenant, id).await?.ok_or(StoreError::NotFound)?;
+            let current = self
+                .durable
+                .get(tenant, id)
+                .await?
+                .ok_or(StoreError::NotFound)?;
             if let Some(expected) = if_match {
                 if expected != current.version {
-                    return Err(StoreError::VersionMismatch { expected, current: current.version });
+                    return Err(StoreError::VersionMismatch {
+                        expected,
+                        current: current.version,
+                    });
                 }
             }
             let next = match current.apply(update, time::now()) {
@@ -144,7 +167,7 @@ impl TieredStore {
             };
             if self.durable.replace(tenant, &next, current.version).await? {
                 self.warm(tenant, &next).await;
-                return Ok(Killed::Canceled(next));
+                return Ok(Killed::Canceled);
             }
         }
         Err(contention())

@@ -1,1 +1,19 @@
-fn main() {}
+//! `taskward`: serve the Tasks API, manage API keys, print the configuration.
+//!
+//! Thin on purpose: parsing flags, loading settings and wiring them to the library crates.
+
+mod cli;
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let args = cli::Cli::parse();
+    match cli::run(args).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("taskward: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -20,7 +20,7 @@ pub enum Inserted {
     /// The task is stored.
     Created,
     /// A task with this id already exists for the tenant; here it is with its create digest.
-    Exists { task: Task, digest: String },
+    Exists { task: Box<Task>, digest: String },
 }
 
 /// A store of task documents and API keys that survives restarts.
@@ -36,11 +36,21 @@ pub trait DurableTier: Send + Sync + std::fmt::Debug + 'static {
     async fn get(&self, tenant: &Tenant, id: &TaskId) -> Result<Option<Task>, StoreError>;
 
     /// Inserts a new task unless its id is taken; `digest` identifies the create request.
-    async fn insert(&self, tenant: &Tenant, task: &Task, digest: &str) -> Result<Inserted, StoreError>;
+    async fn insert(
+        &self,
+        tenant: &Tenant,
+        task: &Task,
+        digest: &str,
+    ) -> Result<Inserted, StoreError>;
 
     /// Replaces the task if its stored version is still `expected_version`; `false` when
     /// another write got there first (or the task is gone).
-    async fn replace(&self, tenant: &Tenant, task: &Task, expected_version: u64) -> Result<bool, StoreError>;
+    async fn replace(
+        &self,
+        tenant: &Tenant,
+        task: &Task,
+        expected_version: u64,
+    ) -> Result<bool, StoreError>;
 
     /// One page of a validated listing.
     async fn list(&self, tenant: &Tenant, query: &ListQuery) -> Result<ListPage, StoreError>;

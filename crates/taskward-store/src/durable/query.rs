@@ -22,7 +22,9 @@ pub(super) fn select(tenant: &Tenant, q: &ListQuery) -> QueryBuilder<'static, Sq
     let mut qb = QueryBuilder::new(format!("SELECT {TASK_COLUMNS} FROM tasks t"));
     push_where(&mut qb, tenant, q);
     if let Some(c) = &q.after {
-        qb.push(" AND (").push(sort_expr(q.sort.field)).push(", t.task_id) ");
+        qb.push(" AND (")
+            .push(sort_expr(q.sort.field))
+            .push(", t.task_id) ");
         qb.push(if q.sort.desc { "< (" } else { "> (" });
         match &c.value {
             CursorValue::Int(i) => qb.push_bind(*i),
@@ -31,9 +33,13 @@ pub(super) fn select(tenant: &Tenant, q: &ListQuery) -> QueryBuilder<'static, Sq
         qb.push(", ").push_bind(c.task_id.clone()).push(")");
     }
     let dir = if q.sort.desc { "DESC" } else { "ASC" };
-    qb.push(format!(" ORDER BY {} {dir}, t.task_id {dir}", sort_expr(q.sort.field)));
+    qb.push(format!(
+        " ORDER BY {} {dir}, t.task_id {dir}",
+        sort_expr(q.sort.field)
+    ));
     qb.push(" LIMIT ").push_bind(i64::from(q.limit) + 1);
-    qb.push(" OFFSET ").push_bind(i64::try_from(q.offset).unwrap_or(i64::MAX));
+    qb.push(" OFFSET ")
+        .push_bind(i64::try_from(q.offset).unwrap_or(i64::MAX));
     qb
 }
 
@@ -60,7 +66,8 @@ fn sort_expr(f: SortField) -> &'static str {
 }
 
 fn push_where(qb: &mut QueryBuilder<'static, Sqlite>, tenant: &Tenant, q: &ListQuery) {
-    qb.push(" WHERE t.org = ").push_bind(tenant.org.as_str().to_owned());
+    qb.push(" WHERE t.org = ")
+        .push_bind(tenant.org.as_str().to_owned());
     qb.push(" AND t.mode = ").push_bind(tenant.mode.as_str());
     if q.active_only {
         qb.push(" AND t.active = 1");
@@ -83,11 +90,16 @@ fn push_where(qb: &mut QueryBuilder<'static, Sqlite>, tenant: &Tenant, q: &ListQ
     }
     if let Some(s) = &q.search {
         qb.push(" AND (");
-        for (i, col) in ["t.task_id", "t.task_type", "t.status"].into_iter().enumerate() {
+        for (i, col) in ["t.task_id", "t.task_type", "t.status"]
+            .into_iter()
+            .enumerate()
+        {
             if i > 0 {
                 qb.push(" OR ");
             }
-            qb.push(format!("instr(lower({col}), ")).push_bind(s.clone()).push(") > 0");
+            qb.push(format!("instr(lower({col}), "))
+                .push_bind(s.clone())
+                .push(") > 0");
         }
         qb.push(")");
     }
@@ -103,7 +115,11 @@ fn push_expr(qb: &mut QueryBuilder<'static, Sqlite>, e: &Expr) {
             qb.push(if matches!(e, Expr::All(_)) { "1" } else { "0" });
         }
         Expr::All(items) | Expr::Any(items) => {
-            let joiner = if matches!(e, Expr::All(_)) { " AND " } else { " OR " };
+            let joiner = if matches!(e, Expr::All(_)) {
+                " AND "
+            } else {
+                " OR "
+            };
             qb.push("(");
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
@@ -198,11 +214,18 @@ fn compare_op(op: Op) -> &'static str {
 /// A condition on an own column. `lhs` is the column, case-folded for case-insensitive text.
 fn push_column_cond(qb: &mut QueryBuilder<'static, Sqlite>, c: &Cond, col: &'static str) {
     let fold = !c.case_sensitive && c.field.kind() == FieldKind::Text;
-    let lhs = if fold { format!("lower({col})") } else { col.to_owned() };
+    let lhs = if fold {
+        format!("lower({col})")
+    } else {
+        col.to_owned()
+    };
     match (&c.op, &c.operand) {
         (Op::Exists, Operand::Flag(b)) | (Op::IsNull, Operand::Flag(b)) => {
             let present = (c.op == Op::Exists) == *b;
-            qb.push(format!("{col} IS {}NULL", if present { "NOT " } else { "" }));
+            qb.push(format!(
+                "{col} IS {}NULL",
+                if present { "NOT " } else { "" }
+            ));
         }
         (Op::Eq | Op::Gt | Op::Gte | Op::Lt | Op::Lte, Operand::One(v)) => {
             qb.push(lhs).push(compare_op(c.op));
@@ -221,7 +244,8 @@ fn push_column_cond(qb: &mut QueryBuilder<'static, Sqlite>, c: &Cond, col: &'sta
             if c.op == Op::Nin {
                 qb.push(format!("{col} IS NULL OR "));
             }
-            qb.push(lhs).push(if c.op == Op::In { " IN (" } else { " NOT IN (" });
+            qb.push(lhs)
+                .push(if c.op == Op::In { " IN (" } else { " NOT IN (" });
             for (i, v) in vs.iter().enumerate() {
                 if i > 0 {
                     qb.push(", ");
@@ -242,7 +266,14 @@ fn push_column_cond(qb: &mut QueryBuilder<'static, Sqlite>, c: &Cond, col: &'sta
 
 /// contains / starts_with / ends_with / regex on a text expression `lhs` (already case-folded
 /// when `fold`); `raw` is the unfolded expression, for regex (which folds with `(?i)`).
-fn push_text_match(qb: &mut QueryBuilder<'static, Sqlite>, c: &Cond, lhs: &str, raw: &str, needle: &str, fold: bool) {
+fn push_text_match(
+    qb: &mut QueryBuilder<'static, Sqlite>,
+    c: &Cond,
+    lhs: &str,
+    raw: &str,
+    needle: &str,
+    fold: bool,
+) {
     let v = Scalar::Text(needle.to_owned());
     if needle.is_empty() && c.op != Op::Regex {
         qb.push(format!("{raw} IS NOT NULL"));
@@ -267,7 +298,11 @@ fn push_text_match(qb: &mut QueryBuilder<'static, Sqlite>, c: &Cond, lhs: &str, 
             push_rhs(qb, &v, fold);
         }
         _ => {
-            let pattern = if c.case_sensitive { needle.to_owned() } else { format!("(?i){needle}") };
+            let pattern = if c.case_sensitive {
+                needle.to_owned()
+            } else {
+                format!("(?i){needle}")
+            };
             qb.push(format!("{raw} REGEXP ")).push_bind(pattern);
         }
     }
@@ -279,12 +314,17 @@ fn push_list_cond(qb: &mut QueryBuilder<'static, Sqlite>, c: &Cond) {
     match (&c.op, &c.operand) {
         (Op::Exists, Operand::Flag(b)) | (Op::IsNull, Operand::Flag(b)) => {
             let present = (c.op == Op::Exists) == *b;
-            qb.push(format!("{col} IS {}NULL", if present { "NOT " } else { "" }));
+            qb.push(format!(
+                "{col} IS {}NULL",
+                if present { "NOT " } else { "" }
+            ));
         }
         (Op::Contains, Operand::One(v)) => {
             let fold = !c.case_sensitive;
             let value = if fold { "lower(je.value)" } else { "je.value" };
-            qb.push(format!("EXISTS (SELECT 1 FROM json_each({col}) je WHERE je.type = 'text' AND {value} = "));
+            qb.push(format!(
+                "EXISTS (SELECT 1 FROM json_each({col}) je WHERE je.type = 'text' AND {value} = "
+            ));
             push_rhs(qb, v, fold);
             qb.push(")");
         }
@@ -297,7 +337,9 @@ fn push_list_cond(qb: &mut QueryBuilder<'static, Sqlite>, c: &Cond) {
 /// A condition on `additional_data.<path>`, type-aware: a string compares only with strings, a
 /// number only with numbers (as MongoDB does), so `"5"` never equals `5`.
 fn push_json_cond(qb: &mut QueryBuilder<'static, Sqlite>, c: &Cond) {
-    let Field::Data(segments) = &c.field else { return };
+    let Field::Data(segments) = &c.field else {
+        return;
+    };
     // Segments are [A-Za-z0-9_-] (checked by the parser); quoting keeps '-' literal. The path
     // is bound anyway.
     let path: String = std::iter::once("$".to_owned())
@@ -368,7 +410,11 @@ fn push_json_cond(qb: &mut QueryBuilder<'static, Sqlite>, c: &Cond) {
             // The extracted value goes through a one-row sub-select so that the text-match
             // helper can name it (`x.v`) however often it needs it, with the path bound once.
             qb.push("(SELECT ");
-            let x = if fold && c.op != Op::Regex { "lower(x.v)" } else { "x.v" };
+            let x = if fold && c.op != Op::Regex {
+                "lower(x.v)"
+            } else {
+                "x.v"
+            };
             push_text_match(qb, c, x, "x.v", needle, fold);
             qb.push(" FROM (SELECT json_extract(t.additional_data, ")
                 .push_bind(path.clone())
@@ -381,13 +427,19 @@ fn push_json_cond(qb: &mut QueryBuilder<'static, Sqlite>, c: &Cond) {
 }
 
 fn push_ty(qb: &mut QueryBuilder<'static, Sqlite>, path: &str) {
-    qb.push("json_type(t.additional_data, ").push_bind(path.to_owned()).push(")");
+    qb.push("json_type(t.additional_data, ")
+        .push_bind(path.to_owned())
+        .push(")");
 }
 
 fn push_x(qb: &mut QueryBuilder<'static, Sqlite>, path: &str, fold: bool) {
-    qb.push(if fold { "lower(json_extract(t.additional_data, " } else { "json_extract(t.additional_data, " })
-        .push_bind(path.to_owned())
-        .push(if fold { "))" } else { ")" });
+    qb.push(if fold {
+        "lower(json_extract(t.additional_data, "
+    } else {
+        "json_extract(t.additional_data, "
+    })
+    .push_bind(path.to_owned())
+    .push(if fold { "))" } else { ")" });
 }
 
 fn push_json_is_null(qb: &mut QueryBuilder<'static, Sqlite>, path: &str) {

@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
 use sqlx::{Row, SqlitePool};
 use taskward_model::list::{ListPage, ListQuery};
 use taskward_model::{time, KeyRecord, Mode, OrgId, Scopes, Task, TaskId, TaskStatus, Tenant};
@@ -65,7 +67,10 @@ impl SqliteDurable {
 /// file together migrate it once.
 async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
     let mut conn = pool.acquire().await.map_err(map_err)?;
-    sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut *conn).await.map_err(map_err)?;
+    sqlx::raw_sql("BEGIN IMMEDIATE")
+        .execute(&mut *conn)
+        .await
+        .map_err(map_err)?;
     let result = async {
         sqlx::raw_sql(
             "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)",
@@ -107,18 +112,27 @@ async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
             return Err(map_err(e));
         }
     }
-    sqlx::raw_sql("COMMIT").execute(&mut *conn).await.map_err(map_err)?;
+    sqlx::raw_sql("COMMIT")
+        .execute(&mut *conn)
+        .await
+        .map_err(map_err)?;
     Ok(())
 }
 
 fn unavailable(source: Box<dyn std::error::Error + Send + Sync>) -> StoreError {
-    StoreError::Unavailable { tier: "durable", source }
+    StoreError::Unavailable {
+        tier: "durable",
+        source,
+    }
 }
 
 /// Driver errors: the ones a retry later could cure are `Unavailable` (503), the rest internal.
 fn map_err(e: sqlx::Error) -> StoreError {
     let transient = match &e {
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::WorkerCrashed => true,
         sqlx::Error::Database(db) => {
             // SQLITE_BUSY, SQLITE_LOCKED, SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN, and their
             // extended codes (the primary code is the low byte).
@@ -135,11 +149,16 @@ fn map_err(e: sqlx::Error) -> StoreError {
 }
 
 fn json_text<T: serde::Serialize>(v: &Option<T>) -> Result<Option<String>, StoreError> {
-    v.as_ref().map(serde_json::to_string).transpose().map_err(StoreError::internal)
+    v.as_ref()
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(StoreError::internal)
 }
 
 fn parse_json<T: serde::de::DeserializeOwned>(s: Option<String>) -> Result<Option<T>, StoreError> {
-    s.map(|s| serde_json::from_str(&s)).transpose().map_err(StoreError::internal)
+    s.map(|s| serde_json::from_str(&s))
+        .transpose()
+        .map_err(StoreError::internal)
 }
 
 fn parse_time(s: &str) -> Result<DateTime<Utc>, StoreError> {
@@ -153,7 +172,10 @@ fn parse_opt_time(s: Option<String>) -> Result<Option<DateTime<Utc>>, StoreError
 /// Reads a row selected with [`TASK_COLUMNS`].
 fn row_to_task(row: &SqliteRow) -> Result<Task, StoreError> {
     let get_str = |i: usize| row.try_get::<String, _>(i).map_err(StoreError::internal);
-    let get_opt = |i: usize| row.try_get::<Option<String>, _>(i).map_err(StoreError::internal);
+    let get_opt = |i: usize| {
+        row.try_get::<Option<String>, _>(i)
+            .map_err(StoreError::internal)
+    };
     let status = get_str(2)?;
     Ok(Task {
         task_id: TaskId::parse(&get_str(0)?).map_err(StoreError::internal)?,
@@ -195,7 +217,10 @@ impl DurableTier for SqliteDurable {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.reader).await.map_err(map_err)?;
+        sqlx::query("SELECT 1")
+            .execute(&self.reader)
+            .await
+            .map_err(map_err)?;
         Ok(())
     }
 
@@ -212,7 +237,12 @@ impl DurableTier for SqliteDurable {
         row.as_ref().map(row_to_task).transpose()
     }
 
-    async fn insert(&self, tenant: &Tenant, task: &Task, digest: &str) -> Result<Inserted, StoreError> {
+    async fn insert(
+        &self,
+        tenant: &Tenant,
+        task: &Task,
+        digest: &str,
+    ) -> Result<Inserted, StoreError> {
         let done = sqlx::query(
             "INSERT INTO tasks (org, mode, task_id, task_type, status, active, inputs, outputs, \
              additional_data, description, created_at, updated_at, started_at, finished_at, version, \
@@ -253,12 +283,17 @@ impl DurableTier for SqliteDurable {
         .await
         .map_err(map_err)?;
         Ok(Inserted::Exists {
-            task: row_to_task(&row)?,
+            task: Box::new(row_to_task(&row)?),
             digest: row.try_get("create_digest").map_err(StoreError::internal)?,
         })
     }
 
-    async fn replace(&self, tenant: &Tenant, task: &Task, expected_version: u64) -> Result<bool, StoreError> {
+    async fn replace(
+        &self,
+        tenant: &Tenant,
+        task: &Task,
+        expected_version: u64,
+    ) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE tasks SET task_type = ?, status = ?, active = ?, inputs = ?, outputs = ?, \
              additional_data = ?, description = ?, updated_at = ?, started_at = ?, finished_at = ?, \
@@ -307,7 +342,11 @@ impl DurableTier for SqliteDurable {
         } else {
             None
         };
-        Ok(ListPage { tasks, has_more, total })
+        Ok(ListPage {
+            tasks,
+            has_more,
+            total,
+        })
     }
 
     async fn insert_key(&self, key: &KeyRecord, hash: &str) -> Result<(), StoreError> {
@@ -316,11 +355,13 @@ impl DurableTier for SqliteDurable {
 
     async fn insert_first_key(&self, key: &KeyRecord, hash: &str) -> Result<bool, StoreError> {
         let mut tx = self.writer.begin().await.map_err(map_err)?;
-        let marked = sqlx::query("INSERT INTO markers (name, created_at) VALUES ('first_key', ?) ON CONFLICT DO NOTHING")
-            .bind(time::format(&key.created_at))
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
+        let marked = sqlx::query(
+            "INSERT INTO markers (name, created_at) VALUES ('first_key', ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(time::format(&key.created_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
         if marked.rows_affected() == 0 {
             return Ok(false);
         }
@@ -330,29 +371,35 @@ impl DurableTier for SqliteDurable {
     }
 
     async fn find_key(&self, hash: &str) -> Result<Option<KeyRecord>, StoreError> {
-        let row = sqlx::query(&format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE key_hash = ?"))
-            .bind(hash)
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(map_err)?;
+        let row = sqlx::query(&format!(
+            "SELECT {KEY_COLUMNS} FROM api_keys WHERE key_hash = ?"
+        ))
+        .bind(hash)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(map_err)?;
         row.as_ref().map(row_to_key).transpose()
     }
 
     async fn list_keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
-        let rows = sqlx::query(&format!("SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_at DESC, key_id"))
-            .fetch_all(&self.reader)
-            .await
-            .map_err(map_err)?;
+        let rows = sqlx::query(&format!(
+            "SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_at DESC, key_id"
+        ))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(map_err)?;
         rows.iter().map(row_to_key).collect()
     }
 
     async fn revoke_key(&self, key_id: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL")
-            .bind(time::format(&at))
-            .bind(key_id)
-            .execute(&self.writer)
-            .await
-            .map_err(map_err)?;
+        let done = sqlx::query(
+            "UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL",
+        )
+        .bind(time::format(&at))
+        .bind(key_id)
+        .execute(&self.writer)
+        .await
+        .map_err(map_err)?;
         Ok(done.rows_affected() == 1)
     }
 }

@@ -115,7 +115,13 @@ impl HotTier for MemoryHot {
                 }
             }
         }
-        shard.insert(key, Entry { task: task.clone(), expires });
+        shard.insert(
+            key,
+            Entry {
+                task: task.clone(),
+                expires,
+            },
+        );
         Ok(())
     }
 
@@ -132,7 +138,10 @@ mod tests {
     use taskward_model::{CreateTask, Mode, OrgId, TaskStatus};
 
     fn tenant() -> Tenant {
-        Tenant { org: OrgId::parse("acme").unwrap(), mode: Mode::Test }
+        Tenant {
+            org: OrgId::parse("acme").unwrap(),
+            mode: Mode::Test,
+        }
     }
 
     fn task(id: &str, version: u64) -> Task {
@@ -158,7 +167,14 @@ mod tests {
         tokio::time::advance(Duration::from_secs(50)).await;
         hot.put(&tenant(), &task("a", 2)).await.unwrap();
         tokio::time::advance(Duration::from_secs(50)).await;
-        assert_eq!(hot.get(&tenant(), &t.task_id).await.unwrap().unwrap().version, 2);
+        assert_eq!(
+            hot.get(&tenant(), &t.task_id)
+                .await
+                .unwrap()
+                .unwrap()
+                .version,
+            2
+        );
         tokio::time::advance(Duration::from_secs(11)).await;
         assert!(hot.get(&tenant(), &t.task_id).await.unwrap().is_none());
     }
@@ -178,8 +194,14 @@ mod tests {
     async fn tenants_do_not_share_entries() {
         let hot = MemoryHot::new(Duration::from_secs(60), 100);
         hot.put(&tenant(), &task("a", 1)).await.unwrap();
-        let live = Tenant { mode: Mode::Live, ..tenant() };
-        let other = Tenant { org: OrgId::parse("other").unwrap(), ..tenant() };
+        let live = Tenant {
+            mode: Mode::Live,
+            ..tenant()
+        };
+        let other = Tenant {
+            org: OrgId::parse("other").unwrap(),
+            ..tenant()
+        };
         let id = TaskId::parse("a").unwrap();
         assert!(hot.get(&live, &id).await.unwrap().is_none());
         assert!(hot.get(&other, &id).await.unwrap().is_none());
@@ -189,7 +211,9 @@ mod tests {
     async fn size_stays_bounded() {
         let hot = MemoryHot::new(Duration::from_secs(60), 32);
         for i in 0..1000 {
-            hot.put(&tenant(), &task(&format!("t{i}"), 1)).await.unwrap();
+            hot.put(&tenant(), &task(&format!("t{i}"), 1))
+                .await
+                .unwrap();
         }
         let held: usize = hot.shards.iter().map(|s| s.lock().unwrap().len()).sum();
         assert!(held <= 32, "{held}");

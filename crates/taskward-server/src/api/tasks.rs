@@ -1,0 +1,249 @@
+//! The Tasks API: public endpoints (get, list, kill) and producer endpoints (create, update).
+//!
+//! Handlers check the caller's scope, validate what the extractors could not (registered task
+//! types, listing queries), call the store and render. They never see a tier.
+
+use axum::extract::State;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+use taskward_model::list::{ListQuery, ListResponse, ListTasksBody, Paging, PagingParams, Sort};
+use taskward_model::{CreateTask, ErrorBody, Scope, Task, TaskResponse, UpdateTask};
+use taskward_store::{Killed, Source};
+use utoipa::ToSchema;
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::extract::{ApiJson, ApiJsonOrEmpty, ApiQuery, IfMatch, TaskIdPath};
+use crate::state::AppState;
+
+/// A task with its `ETag: "<version>"`.
+fn task_response(status: StatusCode, task: Task, source: Source) -> Response {
+    let etag = HeaderValue::from_str(&format!("\"{}\"", task.version)).ok();
+    let location = HeaderValue::from_str(&format!("/v1/tasks/{}", task.task_id)).ok();
+    let mut res = (
+        status,
+        Json(TaskResponse::new(task, source == Source::Durable)),
+    )
+        .into_response();
+    if let Some(etag) = etag {
+        res.headers_mut().insert(header::ETAG, etag);
+    }
+    if status == StatusCode::CREATED {
+        if let Some(location) = location {
+            res.headers_mut().insert(header::LOCATION, location);
+        }
+    }
+    res
+}
+
+/// The body of kill responses.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KillResponse {
+    /// Always `true`: kill is idempotent.
+    pub success: bool,
+    pub message: String,
+}
+
+/// Get one task.
+#[utoipa::path(
+    get, path = "/v1/tasks/{task_id}", tag = "tasks",
+    params(("task_id" = String, Path, description = "The task's id")),
+    responses(
+        (status = 200, description = "The task; `ETag` carries its version", body = TaskResponse),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, description = "Unknown (or another tenant's) task", body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 503, body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn get_task(
+    State(state): State<AppState>,
+    caller: Caller,
+    TaskIdPath(id): TaskIdPath,
+) -> Result<Response, ApiError> {
+    caller.require(Scope::Read)?;
+    let (task, source) = state.store.get(&caller.tenant, &id).await?;
+    Ok(task_response(StatusCode::OK, task, source))
+}
+
+/// List active (non-terminal) tasks, newest first.
+#[utoipa::path(
+    get, path = "/v1/tasks", tag = "tasks",
+    params(
+        ("page" = Option<u64>, Query, description = "1-based page (default 1)"),
+        ("page_size" = Option<u32>, Query, description = "1 to 1000 (default 10)"),
+        ("limit" = Option<u32>, Query, description = "Alternative to page_size"),
+        ("offset" = Option<u64>, Query, description = "Alternative to page"),
+        ("cursor" = Option<String>, Query, description = "Opaque keyset cursor from next_cursor"),
+        ("include_total" = Option<bool>, Query, description = "Count all matching tasks"),
+    ),
+    responses(
+        (status = 200, body = ListResponse),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 503, body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn list_active_tasks(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(params): ApiQuery<PagingParams>,
+) -> Result<Json<ListResponse>, ApiError> {
+    caller.require(Scope::Read)?;
+    let sort = Sort::default();
+    let paging = Paging::parse(&params, sort)?;
+    let page = state
+        .store
+        .list(&caller.tenant, &ListQuery::active(&paging))
+        .await?;
+    Ok(Json(ListResponse::new(page, &paging, sort, "/v1/tasks")))
+}
+
+/// List tasks with status, type, filters, search and sort.
+#[utoipa::path(
+    post, path = "/v1/tasks/list", tag = "tasks",
+    params(
+        ("page" = Option<u64>, Query, description = "1-based page (default 1)"),
+        ("page_size" = Option<u32>, Query, description = "1 to 1000 (default 10)"),
+        ("limit" = Option<u32>, Query, description = "Alternative to page_size"),
+        ("offset" = Option<u64>, Query, description = "Alternative to page"),
+        ("cursor" = Option<String>, Query, description = "Opaque keyset cursor from next_cursor"),
+        ("include_total" = Option<bool>, Query, description = "Count all matching tasks"),
+    ),
+    request_body(content = ListTasksBody, description = "All keys optional; an empty body lists everything"),
+    responses(
+        (status = 200, body = ListResponse),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 503, body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn list_tasks(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(params): ApiQuery<PagingParams>,
+    ApiJsonOrEmpty(body): ApiJsonOrEmpty<ListTasksBody>,
+) -> Result<Json<ListResponse>, ApiError> {
+    caller.require(Scope::Read)?;
+    let (query, paging) = ListQuery::from_body(body, &params)?;
+    let page = state.store.list(&caller.tenant, &query).await?;
+    Ok(Json(ListResponse::new(
+        page,
+        &paging,
+        query.sort,
+        "/v1/tasks/list",
+    )))
+}
+
+/// Kill (cancel) a task. Idempotent: terminal and unknown tasks are left as they are.
+#[utoipa::path(
+    delete, path = "/v1/tasks/{task_id}", tag = "tasks",
+    params(("task_id" = String, Path, description = "The task's id")),
+    responses(
+        (status = 200, body = KillResponse),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 503, body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn kill_task(
+    State(state): State<AppState>,
+    caller: Caller,
+    TaskIdPath(id): TaskIdPath,
+) -> Result<Json<KillResponse>, ApiError> {
+    caller.require(Scope::Cancel)?;
+    let message = match state.store.kill(&caller.tenant, &id).await? {
+        Killed::Canceled => format!("Task {id} canceled"),
+        // The same words for "already finished" and "no such task": never reveal existence.
+        Killed::Unchanged => format!("Task {id} is not active; nothing to cancel"),
+    };
+    Ok(Json(KillResponse {
+        success: true,
+        message,
+    }))
+}
+
+/// Kill (cancel) a task; the same operation as `DELETE /v1/tasks/{task_id}`.
+#[utoipa::path(
+    post, path = "/v1/tasks/{task_id}/kill", tag = "tasks",
+    params(("task_id" = String, Path, description = "The task's id")),
+    responses(
+        (status = 200, body = KillResponse),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 503, body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn kill_task_post(
+    state: State<AppState>,
+    caller: Caller,
+    id: TaskIdPath,
+) -> Result<Json<KillResponse>, ApiError> {
+    kill_task(state, caller, id).await
+}
+
+/// Record a new task (producers). The same id with the same content again is an idempotent 200.
+#[utoipa::path(
+    post, path = "/v1/tasks", tag = "producers",
+    request_body = CreateTask,
+    responses(
+        (status = 201, description = "Created", body = TaskResponse),
+        (status = 200, description = "Idempotent retry of an earlier create", body = TaskResponse),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, description = "The id exists with different content", body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 503, body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn create_task(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<CreateTask>,
+) -> Result<Response, ApiError> {
+    caller.require(Scope::Write)?;
+    state.task_types.check("task_type", &req.task_type)?;
+    let created = state.store.create(&caller.tenant, req).await?;
+    let status = if created.new {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok(task_response(status, created.task, Source::Hot))
+}
+
+/// Update a task (producers): `additional_data` is merge-patched, the rest replaced.
+#[utoipa::path(
+    patch, path = "/v1/tasks/{task_id}", tag = "producers",
+    params(
+        ("task_id" = String, Path, description = "The task's id"),
+        ("If-Match" = Option<String>, Header, description = "\"<version>\": apply only to this version"),
+    ),
+    request_body = UpdateTask,
+    responses(
+        (status = 200, description = "The updated task; `ETag` carries its version", body = TaskResponse),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "The task is terminal", body = ErrorBody),
+        (status = 412, description = "If-Match does not name the current version", body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 503, body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn update_task(
+    State(state): State<AppState>,
+    caller: Caller,
+    TaskIdPath(id): TaskIdPath,
+    IfMatch(if_match): IfMatch,
+    ApiJson(update): ApiJson<UpdateTask>,
+) -> Result<Response, ApiError> {
+    caller.require(Scope::Write)?;
+    let task = state
+        .store
+        .update(&caller.tenant, &id, &update, if_match)
+        .await?;
+    Ok(task_response(StatusCode::OK, task, Source::Hot))
+}

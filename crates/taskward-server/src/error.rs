@@ -1,0 +1,152 @@
+//! `ApiError`: every error that leaves a handler or an extractor, rendered in SPEC's one shape.
+//!
+//! Handlers use `?` on store and validation errors; the `From` conversions decide the status.
+//! 5xx causes are logged once here, inside the request's span; clients get a short message.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use taskward_model::{ErrorBody, ErrorDetail, Invalid, Scope};
+use taskward_store::StoreError;
+
+/// An error response.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    #[error("this API key lacks the `{}` scope", .0.as_str())]
+    Forbidden(Scope),
+    #[error("task not found")]
+    TaskNotFound,
+    #[error("no route for {0}")]
+    RouteNotFound(String),
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("If-Match version {expected} is not the current version {current}")]
+    PreconditionFailed { expected: u64, current: u64 },
+    #[error("request body exceeds {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("request body must be JSON (Content-Type: application/json)")]
+    UnsupportedMediaType,
+    #[error("malformed JSON: {0}")]
+    MalformedJson(String),
+    #[error("{0}")]
+    Invalid(#[from] Invalid),
+    #[error("the {0} tier is unavailable; retry shortly")]
+    Unavailable(&'static str),
+    #[error("internal error")]
+    Internal,
+}
+
+impl ApiError {
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::TaskNotFound | ApiError::RouteNotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::MalformedJson(_) | ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// `error.type` and `error.code`.
+    fn kind_and_code(&self) -> (&'static str, Option<&'static str>) {
+        match self {
+            ApiError::Unauthorized(_) => ("unauthorized", Some("invalid_api_key")),
+            ApiError::Forbidden(_) => ("forbidden", Some("missing_scope")),
+            ApiError::TaskNotFound => ("not_found", Some("task_not_found")),
+            ApiError::RouteNotFound(_) => ("not_found", Some("route_not_found")),
+            ApiError::MethodNotAllowed => ("method_not_allowed", None),
+            ApiError::Conflict(_) => ("conflict", None),
+            ApiError::PreconditionFailed { .. } => {
+                ("precondition_failed", Some("version_mismatch"))
+            }
+            ApiError::PayloadTooLarge(_) => ("payload_too_large", None),
+            ApiError::UnsupportedMediaType => ("unsupported_media_type", None),
+            ApiError::MalformedJson(_) => ("validation_error", Some("invalid_json")),
+            ApiError::Invalid(_) => ("validation_error", Some("invalid_value")),
+            ApiError::Unavailable(_) => ("unavailable", None),
+            ApiError::Internal => ("internal_error", None),
+        }
+    }
+
+    fn details(&self) -> Option<serde_json::Value> {
+        match self {
+            ApiError::Invalid(inv) => {
+                let mut d = json!({ "field": inv.field });
+                if let Some(acc) = &inv.accepted {
+                    d["accepted"] = json!(acc);
+                }
+                Some(d)
+            }
+            ApiError::Forbidden(scope) => Some(json!({ "required_scope": scope.as_str() })),
+            ApiError::PreconditionFailed { current, .. } => {
+                Some(json!({ "current_version": current }))
+            }
+            _ => None,
+        }
+    }
+
+    /// The error body, for rendering outside a handler (the panic catcher).
+    pub fn body(&self) -> ErrorBody {
+        let (kind, code) = self.kind_and_code();
+        ErrorBody {
+            success: false,
+            status: self.status().as_u16(),
+            error: ErrorDetail {
+                message: self.to_string(),
+                kind: kind.into(),
+                code: code.map(Into::into),
+                details: self.details(),
+            },
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let mut res = (status, axum::Json(self.body())).into_response();
+        match &self {
+            ApiError::Unauthorized(_) => {
+                res.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            ApiError::Unavailable(_) => {
+                res.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            _ => {}
+        }
+        res
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => ApiError::TaskNotFound,
+            StoreError::Conflict(m) => ApiError::Conflict(m),
+            StoreError::VersionMismatch { expected, current } => {
+                ApiError::PreconditionFailed { expected, current }
+            }
+            StoreError::Unavailable { tier, source } => {
+                tracing::error!(tier, error = %source, "tier unavailable");
+                ApiError::Unavailable(tier)
+            }
+            e @ StoreError::Internal(_) => {
+                tracing::error!(error = ?anyhow::Error::from(e), "storage failure");
+                ApiError::Internal
+            }
+        }
+    }
+}

@@ -1,0 +1,236 @@
+//! Configuration: one serde tree whose `Default` is the embedded shape.
+//!
+//! Layers, later wins: defaults → TOML file (`--config` / `TASKWARD_CONFIG`) → `TASKWARD_…`
+//! environment (`__` nests: `TASKWARD_HOT__TTL_SECS`) → command-line flags. Loading never
+//! writes a file. Tests build `Settings` in code.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+/// Everything taskward can be configured with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Address the HTTP API listens on.
+    pub listen: SocketAddr,
+    /// Directory of the embedded durable tier (SQLite file `taskward.db`).
+    pub data_dir: PathBuf,
+    /// Task types accepted in addition to the reference API's built-ins.
+    pub task_types: Vec<String>,
+    pub hot: HotSettings,
+    pub durable: DurableSettings,
+    pub limits: LimitSettings,
+    pub auth: AuthSettings,
+    pub log: LogSettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("taskward-data"),
+            task_types: Vec::new(),
+            hot: HotSettings::default(),
+            durable: DurableSettings::default(),
+            limits: LimitSettings::default(),
+            auth: AuthSettings::default(),
+            log: LogSettings::default(),
+        }
+    }
+}
+
+/// The hot tier.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HotSettings {
+    /// Seconds an entry lives after its last write.
+    pub ttl_secs: u64,
+    /// Most entries the in-process hot tier holds.
+    pub memory_capacity: usize,
+}
+
+impl Default for HotSettings {
+    fn default() -> Self {
+        HotSettings {
+            ttl_secs: 24 * 60 * 60,
+            memory_capacity: 100_000,
+        }
+    }
+}
+
+/// The durable tier.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DurableSettings {
+    /// Milliseconds a query waits for a connection or a lock before the request answers 503.
+    pub timeout_ms: u64,
+}
+
+impl Default for DurableSettings {
+    fn default() -> Self {
+        DurableSettings { timeout_ms: 5_000 }
+    }
+}
+
+/// Request limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitSettings {
+    /// Largest request body, in bytes (larger: 413).
+    pub max_body_bytes: usize,
+    /// Deepest JSON nesting accepted in a body (deeper: 422).
+    pub max_json_depth: usize,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        LimitSettings {
+            max_body_bytes: 1024 * 1024,
+            max_json_depth: 32,
+        }
+    }
+}
+
+/// Authentication.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    /// Milliseconds a successful key lookup is cached; also how long a revoked key may still
+    /// work on a running server.
+    pub key_cache_ttl_ms: u64,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            key_cache_ttl_ms: 5_000,
+        }
+    }
+}
+
+/// Logging.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// `tracing` filter, e.g. `info` or `taskward_server=debug` (`RUST_LOG` wins if set).
+    pub filter: String,
+    /// `text` or `json`.
+    pub format: LogFormat,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            filter: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Flags that override every other layer.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+}
+
+/// `TASKWARD_…` variables that are not settings (read elsewhere, or by clients).
+const NOT_SETTINGS: [&str; 3] = ["config", "url", "api_key"];
+
+impl Settings {
+    /// Loads the layers. `config` is the TOML file, if one was named.
+    pub fn load(
+        config: Option<&Path>,
+        overrides: &Overrides,
+    ) -> Result<Settings, Box<figment::Error>> {
+        let mut fig = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(path) = config {
+            if !path.is_file() {
+                return Err(Box::new(figment::Error::from(format!(
+                    "configuration file {} does not exist",
+                    path.display()
+                ))));
+            }
+            fig = fig.merge(Toml::file_exact(path));
+        }
+        fig = fig.merge(
+            Env::prefixed("TASKWARD_")
+                .split("__")
+                .filter(|k| !NOT_SETTINGS.contains(&k.as_str())),
+        );
+        if let Some(listen) = overrides.listen {
+            fig = fig.merge(("listen", listen));
+        }
+        if let Some(dir) = &overrides.data_dir {
+            fig = fig.merge(("data_dir", dir));
+        }
+        fig.extract().map_err(Box::new)
+    }
+
+    /// The effective configuration as TOML, secrets masked.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail's closures return figment::Error
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_embedded_shape_and_round_trip_through_toml() {
+        let s = Settings::default();
+        assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.hot.ttl_secs, 86_400);
+        let back: Settings = toml::from_str(&s.to_toml()).unwrap();
+        assert_eq!(back, s);
+    }
+
+    #[test]
+    fn file_then_env_then_flags() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "tw.toml",
+                "listen = \"127.0.0.1:9000\"\ndata_dir = \"/from/file\"\n[hot]\nttl_secs = 60\n",
+            )?;
+            jail.set_env("TASKWARD_DATA_DIR", "/from/env");
+            jail.set_env("TASKWARD_HOT__MEMORY_CAPACITY", "7");
+            jail.set_env("TASKWARD_CONFIG", "ignored-here");
+            let s = Settings::load(Some(Path::new("tw.toml")), &Overrides::default())
+                .map_err(|e| *e)?;
+            assert_eq!(s.listen.port(), 9000);
+            assert_eq!(s.data_dir, PathBuf::from("/from/env"));
+            assert_eq!((s.hot.ttl_secs, s.hot.memory_capacity), (60, 7));
+            let flags = Overrides {
+                data_dir: Some("/from/flag".into()),
+                ..Default::default()
+            };
+            let s = Settings::load(Some(Path::new("tw.toml")), &flags).map_err(|e| *e)?;
+            assert_eq!(s.data_dir, PathBuf::from("/from/flag"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_and_missing_files_are_errors() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("tw.toml", "lisen = \"127.0.0.1:9000\"\n")?;
+            assert!(Settings::load(Some(Path::new("tw.toml")), &Overrides::default()).is_err());
+            assert!(Settings::load(Some(Path::new("nope.toml")), &Overrides::default()).is_err());
+            Ok(())
+        });
+    }
+}
