@@ -165,11 +165,7 @@ impl Settings {
             }
             fig = fig.merge(Toml::file_exact(path));
         }
-        fig = fig.merge(
-            Env::prefixed("TASKWARD_")
-                .split("__")
-                .filter(|k| !NOT_SETTINGS.contains(&k.as_str())),
-        );
+        fig = fig.merge(Env::prefixed("TASKWARD_").ignore(&NOT_SETTINGS).split("__"));
         if let Some(listen) = overrides.listen {
             fig = fig.merge(("listen", listen));
         }
