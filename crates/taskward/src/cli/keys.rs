@@ -112,7 +112,8 @@ pub async fn run(cmd: KeysCommand) -> anyhow::Result<()> {
         KeysCommand::Revoke(a) => {
             let store = open_store(&a.store.settings(None)?).await?;
             if !store.revoke_key(&a.key).await.context("revoking")? {
-                bail!("no active key {:?}", a.key);
+                // Never echo the argument: it may be the secret itself.
+                bail!("no active key with that id (or key)");
             }
             eprintln!("revoked; running servers stop accepting it within auth.key_cache_ttl_ms");
         }
