@@ -1,156 +1,235 @@
-//! Compiles a validated [`ListQuery`] into SQLite SQL.
+//! Compiles a validated [`ListQuery`] into SQL for SQLite or PostgreSQL.
 //!
-//! Only identifiers this file spells itself and fixed SQL keywords enter the SQL text; every
-//! value a client sent (filter values, JSON paths, search text, cursor positions) is bound as a
-//! parameter. Conditions on columns or JSON that can be NULL are wrapped in `COALESCE(…, 0)` so
-//! that every predicate is strictly true or false and `NOT` means what the client meant
-//! (a missing field does not equal "x", so `NOT eq "x"` matches it).
+//! One compiler, two dialects: the structure of a listing (tenant, selectors, filter tree,
+//! keyset, order, page) is the same; only fragments differ (JSON functions, type names,
+//! placeholders). The output is SQL text plus a list of [`Arg`]s; each back-end binds them with
+//! its own types. Only identifiers and keywords spelled in this file enter the SQL text; every
+//! value a client sent (filter values, JSON paths, search text, cursor positions) is an `Arg`.
+//! Placeholders are numbered (`?1` / `$1`), so a value used twice is bound once.
+//!
+//! Conditions on anything that can be NULL are wrapped in `COALESCE(…, false)` so that every
+//! predicate is strictly true or false and `NOT` means what the client meant: a missing field
+//! does not equal "x", so `NOT eq "x"` matches it.
 
-use sqlx::{QueryBuilder, Sqlite};
+use chrono::{DateTime, TimeZone, Utc};
+use serde_json::Value;
 use taskward_model::filter::{Cond, Expr, Field, FieldKind, Op, Operand, Scalar};
 use taskward_model::list::{CursorValue, ListQuery, SortField};
-use taskward_model::Tenant;
+use taskward_model::{time, Tenant};
+
+/// Which SQL the compiler writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// A bound value.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Arg {
+    Text(String),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    /// A timestamp column value (SQLite: canonical text; PostgreSQL: timestamptz).
+    Time(DateTime<Utc>),
+    /// A path under `additional_data` (SQLite: JSON path text; PostgreSQL: text[]).
+    Path(Vec<String>),
+    /// A JSON document (PostgreSQL containment).
+    Json(Value),
+}
+
+/// SQL text and its arguments, in placeholder order.
+#[derive(Debug)]
+pub(crate) struct Sql {
+    pub text: String,
+    pub args: Vec<Arg>,
+    d: Dialect,
+}
+
+/// Where missing `started_at`/`finished_at` sort in PostgreSQL: before every real time, as the
+/// empty string does in SQLite (and in cursors).
+const PG_NO_TIME: &str = "'0001-01-01 00:00:00+00'::timestamptz";
+
+fn pg_no_time() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(1, 1, 1, 0, 0, 0)
+        .single()
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+impl Sql {
+    fn new(d: Dialect, text: impl Into<String>) -> Sql {
+        Sql {
+            text: text.into(),
+            args: Vec::new(),
+            d,
+        }
+    }
+
+    fn push(&mut self, s: &str) -> &mut Self {
+        self.text.push_str(s);
+        self
+    }
+
+    /// Adds an argument and returns its placeholder (with a cast where PostgreSQL needs one).
+    fn arg(&mut self, a: Arg) -> String {
+        let cast = match (&a, self.d) {
+            (Arg::Path(_), Dialect::Postgres) => "::text[]",
+            (Arg::Json(_), Dialect::Postgres) => "::jsonb",
+            (Arg::Float(_), Dialect::Postgres) => "::float8",
+            (Arg::Int(_), Dialect::Postgres) => "::int8",
+            _ => "",
+        };
+        self.args.push(a);
+        match self.d {
+            Dialect::Sqlite => format!("?{}", self.args.len()),
+            Dialect::Postgres => format!("${}{cast}", self.args.len()),
+        }
+    }
+
+    fn bool_lit(&self, b: bool) -> &'static str {
+        match (self.d, b) {
+            (Dialect::Sqlite, true) => "1",
+            (Dialect::Sqlite, false) => "0",
+            (Dialect::Postgres, true) => "TRUE",
+            (Dialect::Postgres, false) => "FALSE",
+        }
+    }
+}
 
 /// The columns a task is read from, in `row_to_task` order.
-pub(super) const TASK_COLUMNS: &str = "t.task_id, t.task_type, t.status, t.inputs, t.outputs, \
+pub(crate) const TASK_COLUMNS: &str = "t.task_id, t.task_type, t.status, t.inputs, t.outputs, \
      t.additional_data, t.description, t.created_at, t.updated_at, t.started_at, t.finished_at, \
      t.version";
 
 /// `SELECT … WHERE … ORDER BY … LIMIT limit+1 OFFSET …`: one row more than the page, to learn
 /// whether another page follows.
-pub(super) fn select(tenant: &Tenant, q: &ListQuery) -> QueryBuilder<'static, Sqlite> {
-    let mut qb = QueryBuilder::new(format!("SELECT {TASK_COLUMNS} FROM tasks t"));
-    push_where(&mut qb, tenant, q);
+pub(crate) fn select(d: Dialect, tenant: &Tenant, q: &ListQuery) -> Sql {
+    let mut sql = Sql::new(d, format!("SELECT {TASK_COLUMNS} FROM tasks t"));
+    push_where(&mut sql, tenant, q);
+    let key = sort_expr(d, q.sort.field);
     if let Some(c) = &q.after {
-        qb.push(" AND (")
-            .push(sort_expr(q.sort.field))
-            .push(", t.task_id) ");
-        qb.push(if q.sort.desc { "< (" } else { "> (" });
-        match &c.value {
-            CursorValue::Int(i) => qb.push_bind(*i),
-            CursorValue::Text(s) => qb.push_bind(s.clone()),
+        let value = match (&c.value, d, c.field) {
+            (CursorValue::Int(i), _, _) => Arg::Int(*i),
+            (CursorValue::Text(s), Dialect::Postgres, f) if is_time(f) => {
+                Arg::Time(if s.is_empty() {
+                    pg_no_time()
+                } else {
+                    time::parse(s).unwrap_or_else(pg_no_time)
+                })
+            }
+            (CursorValue::Text(s), _, _) => Arg::Text(s.clone()),
         };
-        qb.push(", ").push_bind(c.task_id.clone()).push(")");
+        let v = sql.arg(value);
+        let id = sql.arg(Arg::Text(c.task_id.clone()));
+        let cmp = if q.sort.desc { "<" } else { ">" };
+        sql.push(&format!(" AND ({key}, t.task_id) {cmp} ({v}, {id})"));
     }
     let dir = if q.sort.desc { "DESC" } else { "ASC" };
-    qb.push(format!(
-        " ORDER BY {} {dir}, t.task_id {dir}",
-        sort_expr(q.sort.field)
-    ));
-    qb.push(" LIMIT ").push_bind(i64::from(q.limit) + 1);
-    qb.push(" OFFSET ")
-        .push_bind(i64::try_from(q.offset).unwrap_or(i64::MAX));
-    qb
+    sql.push(&format!(" ORDER BY {key} {dir}, t.task_id {dir}"));
+    let limit = sql.arg(Arg::Int(i64::from(q.limit) + 1));
+    let offset = sql.arg(Arg::Int(i64::try_from(q.offset).unwrap_or(i64::MAX)));
+    sql.push(&format!(" LIMIT {limit} OFFSET {offset}"));
+    sql
 }
 
 /// `SELECT COUNT(*)` over the same rows, ignoring paging.
-pub(super) fn count(tenant: &Tenant, q: &ListQuery) -> QueryBuilder<'static, Sqlite> {
-    let mut qb = QueryBuilder::new("SELECT COUNT(*) FROM tasks t");
-    push_where(&mut qb, tenant, q);
-    qb
+pub(crate) fn count(d: Dialect, tenant: &Tenant, q: &ListQuery) -> Sql {
+    let mut sql = Sql::new(d, "SELECT COUNT(*) FROM tasks t");
+    push_where(&mut sql, tenant, q);
+    sql
 }
 
-/// Missing timestamps order as the empty string, before every real one; the model's
-/// `SortField::key_of` builds cursors the same way.
-fn sort_expr(f: SortField) -> &'static str {
+fn is_time(f: SortField) -> bool {
+    matches!(
+        f,
+        SortField::CreatedAt | SortField::UpdatedAt | SortField::StartedAt | SortField::FinishedAt
+    )
+}
+
+/// The ORDER BY expression; the model's `SortField::key_of` builds cursors to match.
+fn sort_expr(d: Dialect, f: SortField) -> String {
+    let nullable_time = |col: &str| match d {
+        Dialect::Sqlite => format!("COALESCE({col}, '')"),
+        Dialect::Postgres => format!("COALESCE({col}, {PG_NO_TIME})"),
+    };
     match f {
-        SortField::CreatedAt => "t.created_at",
-        SortField::UpdatedAt => "t.updated_at",
-        SortField::StartedAt => "COALESCE(t.started_at, '')",
-        SortField::FinishedAt => "COALESCE(t.finished_at, '')",
-        SortField::TaskId => "t.task_id",
-        SortField::TaskType => "t.task_type",
-        SortField::Status => "t.status",
-        SortField::Version => "t.version",
+        SortField::CreatedAt => "t.created_at".into(),
+        SortField::UpdatedAt => "t.updated_at".into(),
+        SortField::StartedAt => nullable_time("t.started_at"),
+        SortField::FinishedAt => nullable_time("t.finished_at"),
+        SortField::TaskId => "t.task_id".into(),
+        SortField::TaskType => "t.task_type".into(),
+        SortField::Status => "t.status".into(),
+        SortField::Version => "t.version".into(),
     }
 }
 
-fn push_where(qb: &mut QueryBuilder<'static, Sqlite>, tenant: &Tenant, q: &ListQuery) {
-    qb.push(" WHERE t.org = ")
-        .push_bind(tenant.org.as_str().to_owned());
-    qb.push(" AND t.mode = ").push_bind(tenant.mode.as_str());
+fn push_where(sql: &mut Sql, tenant: &Tenant, q: &ListQuery) {
+    let org = sql.arg(Arg::Text(tenant.org.as_str().to_owned()));
+    let mode = sql.arg(Arg::Text(tenant.mode.as_str().to_owned()));
+    sql.push(&format!(" WHERE t.org = {org} AND t.mode = {mode}"));
     if q.active_only {
-        qb.push(" AND t.active = 1");
+        let t = sql.bool_lit(true);
+        sql.push(&format!(" AND t.active = {t}"));
     }
     if !q.statuses.is_empty() {
-        qb.push(" AND t.status IN (");
-        let mut sep = qb.separated(", ");
-        for s in &q.statuses {
-            sep.push_bind(s.as_str());
-        }
-        qb.push(")");
+        let list: Vec<String> = q
+            .statuses
+            .iter()
+            .map(|s| sql.arg(Arg::Text(s.as_str().to_owned())))
+            .collect();
+        sql.push(&format!(" AND t.status IN ({})", list.join(", ")));
     }
     if !q.task_types.is_empty() {
-        qb.push(" AND t.task_type IN (");
-        let mut sep = qb.separated(", ");
-        for s in &q.task_types {
-            sep.push_bind(s.clone());
-        }
-        qb.push(")");
+        let list: Vec<String> = q
+            .task_types
+            .iter()
+            .map(|s| sql.arg(Arg::Text(s.clone())))
+            .collect();
+        sql.push(&format!(" AND t.task_type IN ({})", list.join(", ")));
     }
     if let Some(s) = &q.search {
-        qb.push(" AND (");
-        for (i, col) in ["t.task_id", "t.task_type", "t.status"]
-            .into_iter()
-            .enumerate()
-        {
-            if i > 0 {
-                qb.push(" OR ");
-            }
-            qb.push(format!("instr(lower({col}), "))
-                .push_bind(s.clone())
-                .push(") > 0");
-        }
-        qb.push(")");
+        let p = sql.arg(Arg::Text(s.clone()));
+        let hits: Vec<String> = ["t.task_id", "t.task_type", "t.status"]
+            .iter()
+            .map(|col| contains_expr(sql.d, &format!("lower({col})"), &p))
+            .collect();
+        sql.push(&format!(" AND ({})", hits.join(" OR ")));
     }
     if let Some(f) = &q.filter {
-        qb.push(" AND ");
-        push_expr(qb, f);
+        sql.push(" AND ");
+        let e = expr(sql, f);
+        sql.push(&e);
     }
 }
 
-fn push_expr(qb: &mut QueryBuilder<'static, Sqlite>, e: &Expr) {
+fn expr(sql: &mut Sql, e: &Expr) -> String {
     match e {
-        Expr::All(items) | Expr::Any(items) if items.is_empty() => {
-            qb.push(if matches!(e, Expr::All(_)) { "1" } else { "0" });
-        }
         Expr::All(items) | Expr::Any(items) => {
-            let joiner = if matches!(e, Expr::All(_)) {
-                " AND "
-            } else {
-                " OR "
+            let all = matches!(e, Expr::All(_));
+            if items.is_empty() {
+                return sql.bool_lit(all).to_owned();
+            }
+            let parts: Vec<String> = items.iter().map(|i| expr(sql, i)).collect();
+            format!("({})", parts.join(if all { " AND " } else { " OR " }))
+        }
+        Expr::Not(inner) => format!("NOT {}", expr(sql, inner)),
+        Expr::Cond(c) => {
+            let (p, nullable) = match c.field.kind() {
+                FieldKind::Json => (json_cond(sql, c), true),
+                FieldKind::List => (list_cond(sql, c), false),
+                _ => {
+                    let (col, nullable) = column(&c.field);
+                    (column_cond(sql, c, col), nullable)
+                }
             };
-            qb.push("(");
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    qb.push(joiner);
-                }
-                push_expr(qb, item);
+            if nullable {
+                format!("COALESCE(({p}), {})", sql.bool_lit(false))
+            } else {
+                p
             }
-            qb.push(")");
         }
-        Expr::Not(inner) => {
-            qb.push("NOT ");
-            push_expr(qb, inner);
-        }
-        Expr::Cond(c) => match c.field.kind() {
-            FieldKind::Json => {
-                qb.push("COALESCE((");
-                push_json_cond(qb, c);
-                qb.push("), 0)");
-            }
-            FieldKind::List => push_list_cond(qb, c),
-            _ => {
-                let (col, nullable) = column(&c.field);
-                if nullable {
-                    qb.push("COALESCE((");
-                }
-                push_column_cond(qb, c, col);
-                if nullable {
-                    qb.push("), 0)");
-                }
-            }
-        },
     }
 }
 
@@ -172,311 +251,363 @@ fn column(f: &Field) -> (&'static str, bool) {
     }
 }
 
-fn bind_scalar(qb: &mut QueryBuilder<'static, Sqlite>, s: &Scalar) {
+/// The argument for a scalar compared with a column of `kind`.
+fn scalar_arg(d: Dialect, kind: FieldKind, s: &Scalar) -> Arg {
     match s {
-        Scalar::Text(s) => qb.push_bind(s.clone()),
-        Scalar::Int(i) => qb.push_bind(*i),
-        Scalar::Float(f) => qb.push_bind(*f),
-        Scalar::Bool(b) => qb.push_bind(i64::from(*b)),
-        Scalar::Null => qb.push("NULL"),
-    };
-}
-
-/// Pushes `?` (or `lower(?)` when folding case) bound to `s`.
-fn push_rhs(qb: &mut QueryBuilder<'static, Sqlite>, s: &Scalar, fold: bool) {
-    if fold {
-        qb.push("lower(");
-        bind_scalar(qb, s);
-        qb.push(")");
-    } else {
-        bind_scalar(qb, s);
+        Scalar::Text(t) if kind == FieldKind::Time && d == Dialect::Postgres => {
+            Arg::Time(time::parse(t).unwrap_or_else(pg_no_time))
+        }
+        Scalar::Text(t) => Arg::Text(t.clone()),
+        Scalar::Int(i) => Arg::Int(*i),
+        Scalar::Float(f) => Arg::Float(*f),
+        Scalar::Bool(b) => Arg::Bool(*b),
+        Scalar::Null => Arg::Text(String::new()),
     }
 }
 
-fn text_of(o: &Operand) -> &str {
-    match o {
-        Operand::One(Scalar::Text(s)) => s,
-        _ => "",
+fn fold(expr: &str, yes: bool) -> String {
+    if yes {
+        format!("lower({expr})")
+    } else {
+        expr.to_owned()
     }
 }
 
 fn compare_op(op: Op) -> &'static str {
     match op {
-        Op::Eq => " = ",
-        Op::Gt => " > ",
-        Op::Gte => " >= ",
-        Op::Lt => " < ",
-        Op::Lte => " <= ",
-        _ => " <> ",
+        Op::Eq => "=",
+        Op::Gt => ">",
+        Op::Gte => ">=",
+        Op::Lt => "<",
+        Op::Lte => "<=",
+        _ => "<>",
     }
 }
 
-/// A condition on an own column. `lhs` is the column, case-folded for case-insensitive text.
-fn push_column_cond(qb: &mut QueryBuilder<'static, Sqlite>, c: &Cond, col: &'static str) {
-    let fold = !c.case_sensitive && c.field.kind() == FieldKind::Text;
-    let lhs = if fold {
-        format!("lower({col})")
-    } else {
-        col.to_owned()
-    };
+fn contains_expr(d: Dialect, hay: &str, needle: &str) -> String {
+    match d {
+        Dialect::Sqlite => format!("instr({hay}, {needle}) > 0"),
+        Dialect::Postgres => format!("strpos({hay}, {needle}) > 0"),
+    }
+}
+
+/// contains / starts_with / ends_with / regex of `hay` (a text expression).
+fn text_match(sql: &mut Sql, c: &Cond, hay: &str, needle: &str) -> String {
+    let ci = !c.case_sensitive;
+    if needle.is_empty() && c.op != Op::Regex {
+        return format!("{hay} IS NOT NULL");
+    }
+    if c.op == Op::Regex {
+        return match sql.d {
+            Dialect::Sqlite => {
+                let pattern = if ci {
+                    format!("(?i){needle}")
+                } else {
+                    needle.to_owned()
+                };
+                let p = sql.arg(Arg::Text(pattern));
+                format!("{hay} REGEXP {p}")
+            }
+            Dialect::Postgres => {
+                let p = sql.arg(Arg::Text(needle.to_owned()));
+                format!("{hay} {} {p}", if ci { "~*" } else { "~" })
+            }
+        };
+    }
+    let p = sql.arg(Arg::Text(needle.to_owned()));
+    let (h, n) = (fold(hay, ci), fold(&p, ci));
+    match (c.op, sql.d) {
+        (Op::Contains, d) => contains_expr(d, &h, &n),
+        (Op::StartsWith, Dialect::Sqlite) => format!("substr({h}, 1, length({n})) = {n}"),
+        (Op::StartsWith, Dialect::Postgres) => format!("starts_with({h}, {n})"),
+        (Op::EndsWith, Dialect::Sqlite) => format!("substr({h}, -length({n})) = {n}"),
+        (_, Dialect::Postgres) => format!("right({h}, length({n})) = {n}"),
+        (_, Dialect::Sqlite) => format!("substr({h}, -length({n})) = {n}"),
+    }
+}
+
+/// A condition on an own column.
+fn column_cond(sql: &mut Sql, c: &Cond, col: &str) -> String {
+    let kind = c.field.kind();
+    let ci = !c.case_sensitive && kind == FieldKind::Text;
+    let lhs = fold(col, ci);
     match (&c.op, &c.operand) {
-        (Op::Exists, Operand::Flag(b)) | (Op::IsNull, Operand::Flag(b)) => {
+        (Op::Exists | Op::IsNull, Operand::Flag(b)) => {
             let present = (c.op == Op::Exists) == *b;
-            qb.push(format!(
-                "{col} IS {}NULL",
-                if present { "NOT " } else { "" }
-            ));
+            format!("{col} IS {}NULL", if present { "NOT " } else { "" })
         }
         (Op::Eq | Op::Gt | Op::Gte | Op::Lt | Op::Lte, Operand::One(v)) => {
-            qb.push(lhs).push(compare_op(c.op));
-            push_rhs(qb, v, fold);
+            let p = sql.arg(scalar_arg(sql.d, kind, v));
+            format!("{lhs} {} {}", compare_op(c.op), fold(&p, ci))
         }
         (Op::Ne, Operand::One(v)) => {
-            // IS NOT is SQLite's null-safe inequality: a NULL description is "not x".
-            qb.push(lhs).push(" IS NOT ");
-            push_rhs(qb, v, fold);
+            // Null-safe: a NULL description is "not x".
+            let p = sql.arg(scalar_arg(sql.d, kind, v));
+            let ne = if sql.d == Dialect::Sqlite {
+                "IS NOT"
+            } else {
+                "IS DISTINCT FROM"
+            };
+            format!("{lhs} {ne} {}", fold(&p, ci))
         }
         (Op::In | Op::Nin, Operand::Many(vs)) => {
             if vs.is_empty() {
-                qb.push(if c.op == Op::In { "0" } else { "1" });
-                return;
+                return sql.bool_lit(c.op == Op::Nin).to_owned();
             }
-            if c.op == Op::Nin {
-                qb.push(format!("{col} IS NULL OR "));
+            let list: Vec<String> = vs
+                .iter()
+                .map(|v| fold(&sql.arg(scalar_arg(sql.d, kind, v)), ci))
+                .collect();
+            if c.op == Op::In {
+                format!("{lhs} IN ({})", list.join(", "))
+            } else {
+                format!("({col} IS NULL OR {lhs} NOT IN ({}))", list.join(", "))
             }
-            qb.push(lhs)
-                .push(if c.op == Op::In { " IN (" } else { " NOT IN (" });
-            for (i, v) in vs.iter().enumerate() {
-                if i > 0 {
-                    qb.push(", ");
-                }
-                push_rhs(qb, v, fold);
-            }
-            qb.push(")");
         }
-        (Op::Contains | Op::StartsWith | Op::EndsWith | Op::Regex, operand) => {
-            push_text_match(qb, c, &lhs, col, text_of(operand), fold);
-        }
-        // The parser pairs operators and operands; anything else matches nothing.
-        _ => {
-            qb.push("0");
-        }
+        (
+            Op::Contains | Op::StartsWith | Op::EndsWith | Op::Regex,
+            Operand::One(Scalar::Text(n)),
+        ) => text_match(sql, c, col, n),
+        // The parser pairs operators with operands; nothing else reaches here.
+        _ => sql.bool_lit(false).to_owned(),
     }
 }
 
-/// contains / starts_with / ends_with / regex on a text expression `lhs` (already case-folded
-/// when `fold`); `raw` is the unfolded expression, for regex (which folds with `(?i)`).
-fn push_text_match(
-    qb: &mut QueryBuilder<'static, Sqlite>,
-    c: &Cond,
-    lhs: &str,
-    raw: &str,
-    needle: &str,
-    fold: bool,
-) {
-    let v = Scalar::Text(needle.to_owned());
-    if needle.is_empty() && c.op != Op::Regex {
-        qb.push(format!("{raw} IS NOT NULL"));
-        return;
-    }
-    match c.op {
-        Op::Contains => {
-            qb.push(format!("instr({lhs}, "));
-            push_rhs(qb, &v, fold);
-            qb.push(") > 0");
-        }
-        Op::StartsWith => {
-            qb.push(format!("substr({lhs}, 1, length("));
-            push_rhs(qb, &v, fold);
-            qb.push(")) = ");
-            push_rhs(qb, &v, fold);
-        }
-        Op::EndsWith => {
-            qb.push(format!("substr({lhs}, -length("));
-            push_rhs(qb, &v, fold);
-            qb.push(")) = ");
-            push_rhs(qb, &v, fold);
-        }
-        _ => {
-            let pattern = if c.case_sensitive {
-                needle.to_owned()
-            } else {
-                format!("(?i){needle}")
-            };
-            qb.push(format!("{raw} REGEXP ")).push_bind(pattern);
-        }
+/// Elements of a JSON array expression, as a row source with a `value` text column for string
+/// elements only.
+fn string_elements(d: Dialect, array: &str) -> String {
+    match d {
+        Dialect::Sqlite => format!("(SELECT je.value AS v FROM json_each({array}) je WHERE je.type = 'text')"),
+        Dialect::Postgres => format!(
+            "(SELECT e #>> '{{}}' AS v FROM jsonb_array_elements(CASE WHEN jsonb_typeof({array}) = 'array' \
+             THEN {array} END) e WHERE jsonb_typeof(e) = 'string')"
+        ),
     }
 }
 
 /// contains / exists / is_null on `inputs` or `outputs`: `contains` is membership of a string.
-fn push_list_cond(qb: &mut QueryBuilder<'static, Sqlite>, c: &Cond) {
+fn list_cond(sql: &mut Sql, c: &Cond) -> String {
     let (col, _) = column(&c.field);
     match (&c.op, &c.operand) {
-        (Op::Exists, Operand::Flag(b)) | (Op::IsNull, Operand::Flag(b)) => {
+        (Op::Exists | Op::IsNull, Operand::Flag(b)) => {
             let present = (c.op == Op::Exists) == *b;
-            qb.push(format!(
-                "{col} IS {}NULL",
-                if present { "NOT " } else { "" }
-            ));
+            format!("{col} IS {}NULL", if present { "NOT " } else { "" })
         }
         (Op::Contains, Operand::One(v)) => {
-            let fold = !c.case_sensitive;
-            let value = if fold { "lower(je.value)" } else { "je.value" };
-            qb.push(format!(
-                "EXISTS (SELECT 1 FROM json_each({col}) je WHERE je.type = 'text' AND {value} = "
-            ));
-            push_rhs(qb, v, fold);
-            qb.push(")");
+            let ci = !c.case_sensitive;
+            let p = sql.arg(scalar_arg(sql.d, FieldKind::Text, v));
+            format!(
+                "EXISTS (SELECT 1 FROM {} x WHERE {} = {})",
+                string_elements(sql.d, col),
+                fold("x.v", ci),
+                fold(&p, ci)
+            )
         }
-        _ => {
-            qb.push("0");
+        _ => sql.bool_lit(false).to_owned(),
+    }
+}
+
+/// SQL for the JSON value at a bound path: its type name, its text, its number.
+struct JsonAt {
+    ty: String,
+    text: String,
+    num: String,
+    node: String,
+}
+
+impl JsonAt {
+    fn new(sql: &mut Sql, segments: &[String]) -> JsonAt {
+        let p = sql.arg(Arg::Path(segments.to_vec()));
+        match sql.d {
+            Dialect::Sqlite => JsonAt {
+                ty: format!("json_type(t.additional_data, {p})"),
+                text: format!("json_extract(t.additional_data, {p})"),
+                num: format!("json_extract(t.additional_data, {p})"),
+                node: format!("t.additional_data, {p}"),
+            },
+            Dialect::Postgres => JsonAt {
+                ty: format!("jsonb_typeof(t.additional_data #> {p})"),
+                text: format!("(t.additional_data #>> {p})"),
+                num: format!(
+                    "(CASE WHEN jsonb_typeof(t.additional_data #> {p}) = 'number' THEN (t.additional_data #>> {p})::numeric END)"
+                ),
+                node: format!("t.additional_data #> {p}"),
+            },
         }
     }
+
+    fn is_text(&self, d: Dialect) -> String {
+        format!(
+            "{} = '{}'",
+            self.ty,
+            if d == Dialect::Sqlite {
+                "text"
+            } else {
+                "string"
+            }
+        )
+    }
+
+    fn is_number(&self, d: Dialect) -> String {
+        match d {
+            Dialect::Sqlite => format!("{} IN ('integer', 'real')", self.ty),
+            Dialect::Postgres => format!("{} = 'number'", self.ty),
+        }
+    }
+
+    fn is_bool(&self, d: Dialect, b: bool) -> String {
+        match d {
+            Dialect::Sqlite => format!("{} = '{b}'", self.ty),
+            Dialect::Postgres => format!("({} = 'boolean' AND {} = '{b}')", self.ty, self.text),
+        }
+    }
+
+    fn is_null(&self) -> String {
+        format!("COALESCE({}, 'null') = 'null'", self.ty)
+    }
+
+    fn array(&self, d: Dialect) -> String {
+        match d {
+            Dialect::Sqlite => self.node.clone(),
+            Dialect::Postgres => format!("({})", self.node),
+        }
+    }
+}
+
+/// `{"a": {"b": value}}` for containment.
+fn nest(segments: &[String], leaf: Value) -> Value {
+    segments.iter().rev().fold(leaf, |acc, seg| {
+        let mut m = serde_json::Map::new();
+        m.insert(seg.clone(), acc);
+        Value::Object(m)
+    })
 }
 
 /// A condition on `additional_data.<path>`, type-aware: a string compares only with strings, a
 /// number only with numbers (as MongoDB does), so `"5"` never equals `5`.
-fn push_json_cond(qb: &mut QueryBuilder<'static, Sqlite>, c: &Cond) {
+fn json_cond(sql: &mut Sql, c: &Cond) -> String {
     let Field::Data(segments) = &c.field else {
-        return;
+        return sql.bool_lit(false).to_owned();
     };
-    // Segments are [A-Za-z0-9_-] (checked by the parser); quoting keeps '-' literal. The path
-    // is bound anyway.
-    let path: String = std::iter::once("$".to_owned())
-        .chain(segments.iter().map(|s| format!(".\"{s}\"")))
-        .collect();
-    let fold = !c.case_sensitive;
+    let d = sql.d;
+    let at = JsonAt::new(sql, segments);
+    let ci = !c.case_sensitive;
     match (&c.op, &c.operand) {
         (Op::Exists, Operand::Flag(b)) => {
-            push_ty(qb, &path);
-            qb.push(if *b { " IS NOT NULL" } else { " IS NULL" });
+            format!("{} IS {}NULL", at.ty, if *b { "NOT " } else { "" })
         }
         (Op::IsNull, Operand::Flag(b)) => {
-            if !*b {
-                qb.push("NOT ");
-            }
-            push_json_is_null(qb, &path);
+            format!("{}{}", if *b { "" } else { "NOT " }, at.is_null())
         }
-        (Op::Eq, Operand::One(v)) => push_json_eq(qb, &path, v, fold),
+        (Op::Eq, Operand::One(v)) => json_eq(sql, &at, segments, v, ci),
         (Op::Ne, Operand::One(v)) => {
-            qb.push("NOT COALESCE((");
-            push_json_eq(qb, &path, v, fold);
-            qb.push("), 0)");
+            let eq = json_eq(sql, &at, segments, v, ci);
+            format!("NOT COALESCE(({eq}), {})", sql.bool_lit(false))
         }
         (Op::In | Op::Nin, Operand::Many(vs)) => {
-            if c.op == Op::Nin {
-                qb.push("NOT ");
-            }
-            qb.push("COALESCE((0");
+            let f = sql.bool_lit(false);
+            let mut parts = Vec::with_capacity(vs.len());
             for v in vs {
-                qb.push(" OR COALESCE((");
-                push_json_eq(qb, &path, v, fold);
-                qb.push("), 0)");
+                let eq = json_eq(sql, &at, segments, v, ci);
+                parts.push(format!("COALESCE(({eq}), {f})"));
             }
-            qb.push("), 0)");
+            let any = if parts.is_empty() {
+                f.to_owned()
+            } else {
+                format!("({})", parts.join(" OR "))
+            };
+            if c.op == Op::In {
+                any
+            } else {
+                format!("NOT {any}")
+            }
         }
         (Op::Gt | Op::Gte | Op::Lt | Op::Lte, Operand::One(v)) => {
-            let folds = push_json_type_guard(qb, &path, v) && fold;
-            qb.push(" AND ");
-            push_x(qb, &path, folds);
-            qb.push(compare_op(c.op));
-            push_rhs(qb, v, folds);
+            let op = compare_op(c.op);
+            match v {
+                Scalar::Text(_) => {
+                    let p = sql.arg(scalar_arg(d, FieldKind::Json, v));
+                    format!(
+                        "{} AND {} {op} {}",
+                        at.is_text(d),
+                        fold(&at.text, ci),
+                        fold(&p, ci)
+                    )
+                }
+                _ => {
+                    let p = sql.arg(scalar_arg(d, FieldKind::Json, v));
+                    format!("{} AND {} {op} {p}", at.is_number(d), at.num)
+                }
+            }
         }
         (Op::Contains, Operand::One(Scalar::Text(needle))) => {
             // A string contains a substring; an array contains an element.
-            let v = Scalar::Text(needle.clone());
-            qb.push("CASE ");
-            push_ty(qb, &path);
-            qb.push(" WHEN 'text' THEN ");
-            if needle.is_empty() {
-                qb.push("1");
+            let substring = if needle.is_empty() {
+                sql.bool_lit(true).to_owned()
             } else {
-                qb.push("instr(");
-                push_x(qb, &path, fold);
-                qb.push(", ");
-                push_rhs(qb, &v, fold);
-                qb.push(") > 0");
-            }
-            let value = if fold { "lower(je.value)" } else { "je.value" };
-            qb.push(" WHEN 'array' THEN EXISTS (SELECT 1 FROM json_each(t.additional_data, ")
-                .push_bind(path.clone())
-                .push(format!(") je WHERE je.type = 'text' AND {value} = "));
-            push_rhs(qb, &v, fold);
-            qb.push(") ELSE 0 END");
+                let p = sql.arg(Arg::Text(needle.clone()));
+                contains_expr(d, &fold(&at.text, ci), &fold(&p, ci))
+            };
+            let p = sql.arg(Arg::Text(needle.clone()));
+            let element = format!(
+                "EXISTS (SELECT 1 FROM {} x WHERE {} = {})",
+                string_elements(d, &at.array(d)),
+                fold("x.v", ci),
+                fold(&p, ci)
+            );
+            let is_array = format!("{} = 'array'", at.ty);
+            format!(
+                "CASE WHEN {} THEN {substring} WHEN {is_array} THEN {element} ELSE {} END",
+                at.is_text(d),
+                sql.bool_lit(false)
+            )
         }
         (Op::StartsWith | Op::EndsWith | Op::Regex, Operand::One(Scalar::Text(needle))) => {
-            push_ty(qb, &path);
-            qb.push(" = 'text' AND ");
-            // The extracted value goes through a one-row sub-select so that the text-match
-            // helper can name it (`x.v`) however often it needs it, with the path bound once.
-            qb.push("(SELECT ");
-            let x = if fold && c.op != Op::Regex {
-                "lower(x.v)"
-            } else {
-                "x.v"
+            let m = text_match(sql, c, &at.text, needle);
+            format!("{} AND {m}", at.is_text(d))
+        }
+        _ => sql.bool_lit(false).to_owned(),
+    }
+}
+
+fn json_eq(sql: &mut Sql, at: &JsonAt, segments: &[String], v: &Scalar, ci: bool) -> String {
+    let d = sql.d;
+    match v {
+        Scalar::Null => at.is_null(),
+        Scalar::Bool(b) => at.is_bool(d, *b),
+        Scalar::Text(_) if ci => {
+            let p = sql.arg(scalar_arg(d, FieldKind::Json, v));
+            format!("{} AND lower({}) = lower({p})", at.is_text(d), at.text)
+        }
+        // PostgreSQL: exact equality as containment, which the GIN index on additional_data
+        // serves. jsonb compares numbers by value (2.5 = 2.50) and never a string with a number.
+        _ if d == Dialect::Postgres => {
+            let leaf = match v {
+                Scalar::Text(s) => Value::String(s.clone()),
+                Scalar::Int(i) => Value::from(*i),
+                Scalar::Float(f) => serde_json::Number::from_f64(*f)
+                    .map(Value::Number)
+                    .unwrap_or(Value::Null),
+                _ => Value::Null,
             };
-            push_text_match(qb, c, x, "x.v", needle, fold);
-            qb.push(" FROM (SELECT json_extract(t.additional_data, ")
-                .push_bind(path.clone())
-                .push(") AS v) x)");
+            let p = sql.arg(Arg::Json(nest(segments, leaf)));
+            format!("t.additional_data @> {p}")
         }
-        _ => {
-            qb.push("0");
-        }
-    }
-}
-
-fn push_ty(qb: &mut QueryBuilder<'static, Sqlite>, path: &str) {
-    qb.push("json_type(t.additional_data, ")
-        .push_bind(path.to_owned())
-        .push(")");
-}
-
-fn push_x(qb: &mut QueryBuilder<'static, Sqlite>, path: &str, fold: bool) {
-    qb.push(if fold {
-        "lower(json_extract(t.additional_data, "
-    } else {
-        "json_extract(t.additional_data, "
-    })
-    .push_bind(path.to_owned())
-    .push(if fold { "))" } else { ")" });
-}
-
-fn push_json_is_null(qb: &mut QueryBuilder<'static, Sqlite>, path: &str) {
-    qb.push("COALESCE(");
-    push_ty(qb, path);
-    qb.push(", 'null') = 'null'");
-}
-
-/// Pushes the JSON type check for comparing with `v`; returns whether `v` is text (the only
-/// kind that case-folds).
-fn push_json_type_guard(qb: &mut QueryBuilder<'static, Sqlite>, path: &str, v: &Scalar) -> bool {
-    push_ty(qb, path);
-    match v {
         Scalar::Text(_) => {
-            qb.push(" = 'text'");
-            true
+            let p = sql.arg(scalar_arg(d, FieldKind::Json, v));
+            format!("{} AND {} = {p}", at.is_text(d), at.text)
         }
         _ => {
-            qb.push(" IN ('integer', 'real')");
-            false
+            let p = sql.arg(scalar_arg(d, FieldKind::Json, v));
+            format!("{} AND {} = {p}", at.is_number(d), at.num)
         }
     }
 }
 
-fn push_json_eq(qb: &mut QueryBuilder<'static, Sqlite>, path: &str, v: &Scalar, fold: bool) {
-    match v {
-        Scalar::Null => push_json_is_null(qb, path),
-        Scalar::Bool(b) => {
-            push_ty(qb, path);
-            qb.push(if *b { " = 'true'" } else { " = 'false'" });
-        }
-        _ => {
-            let folds = push_json_type_guard(qb, path, v) && fold;
-            qb.push(" AND ");
-            push_x(qb, path, folds);
-            qb.push(" = ");
-            push_rhs(qb, v, folds);
-        }
-    }
+/// The SQLite JSON path for `segments`: `$."a"."b"`. Segments are `[A-Za-z0-9_-]` (checked by
+/// the parser); quoting keeps `-` literal.
+pub(crate) fn sqlite_path(segments: &[String]) -> String {
+    std::iter::once("$".to_owned())
+        .chain(segments.iter().map(|s| format!(".\"{s}\"")))
+        .collect()
 }

@@ -18,7 +18,7 @@ use sqlx::{Row, SqlitePool};
 use taskward_model::list::{ListPage, ListQuery};
 use taskward_model::{time, KeyRecord, Mode, OrgId, Scopes, Task, TaskId, TaskStatus, Tenant};
 
-use super::query::{self, TASK_COLUMNS};
+use super::query::{self, Arg, Dialect, Sql, TASK_COLUMNS};
 use super::{DurableTier, Inserted};
 use crate::StoreError;
 
@@ -321,8 +321,8 @@ impl DurableTier for SqliteDurable {
     }
 
     async fn list(&self, tenant: &Tenant, q: &ListQuery) -> Result<ListPage, StoreError> {
-        let rows = query::select(tenant, q)
-            .build()
+        let select = query::select(Dialect::Sqlite, tenant, q);
+        let rows = bind(&select)
             .fetch_all(&self.reader)
             .await
             .map_err(map_err)?;
@@ -333,11 +333,12 @@ impl DurableTier for SqliteDurable {
             .map(row_to_task)
             .collect::<Result<Vec<_>, _>>()?;
         let total = if q.include_total {
-            let n: i64 = query::count(tenant, q)
-                .build_query_scalar()
+            let count = query::count(Dialect::Sqlite, tenant, q);
+            let row = bind(&count)
                 .fetch_one(&self.reader)
                 .await
                 .map_err(map_err)?;
+            let n: i64 = row.try_get(0).map_err(StoreError::internal)?;
             Some(n as u64)
         } else {
             None
@@ -402,6 +403,21 @@ impl DurableTier for SqliteDurable {
         .map_err(map_err)?;
         Ok(done.rows_affected() == 1)
     }
+}
+
+/// Binds a compiled query's arguments with SQLite's types.
+fn bind(sql: &Sql) -> sqlx::query::Query<'_, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'_>> {
+    sql.args
+        .iter()
+        .fold(sqlx::query(&sql.text), |q, a| match a {
+            Arg::Text(s) => q.bind(s.as_str()),
+            Arg::Int(i) => q.bind(*i),
+            Arg::Float(f) => q.bind(*f),
+            Arg::Bool(b) => q.bind(i64::from(*b)),
+            Arg::Time(t) => q.bind(time::format(t)),
+            Arg::Path(segments) => q.bind(query::sqlite_path(segments)),
+            Arg::Json(v) => q.bind(v.to_string()),
+        })
 }
 
 async fn insert_key<'c, E: sqlx::Executor<'c, Database = sqlx::Sqlite>>(
