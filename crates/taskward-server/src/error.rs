@@ -136,6 +136,7 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound => ApiError::TaskNotFound,
             StoreError::Conflict(m) => ApiError::Conflict(m),
+            StoreError::Invalid(m) => ApiError::Invalid(Invalid::new("filters", m)),
             StoreError::VersionMismatch { expected, current } => {
                 ApiError::PreconditionFailed { expected, current }
             }

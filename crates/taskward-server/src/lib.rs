@@ -15,6 +15,7 @@ pub mod api;
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod metrics;
 pub mod openapi;
 pub mod router;
 pub mod settings;
@@ -26,6 +27,7 @@ use std::net::SocketAddr;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 pub use router::router;
 pub use settings::Settings;
@@ -61,15 +63,28 @@ impl Server {
         &self.state
     }
 
-    /// Serves until `shutdown` resolves, then stops accepting and drains in-flight requests.
+    /// Serves until `shutdown` resolves, then stops accepting, drains in-flight requests and
+    /// stops the store's background work (joined before returning).
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        let stop = CancellationToken::new();
+        let background = {
+            let (store, m, stop) = (
+                self.state.store.clone(),
+                state::maintenance(&self.state.settings),
+                stop.clone(),
+            );
+            tokio::spawn(async move { store.run_maintenance(m, stop).await })
+        };
         let app = router(self.state);
-        axum::serve(self.listener, app)
+        let served = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await
-            .context("serving HTTP")
+            .context("serving HTTP");
+        stop.cancel();
+        background.await.context("store maintenance task")?;
+        served
     }
 }

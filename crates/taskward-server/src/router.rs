@@ -11,6 +11,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::api::{health, tasks};
 use crate::error::ApiError;
+use crate::metrics;
 use crate::state::AppState;
 use crate::telemetry;
 
@@ -35,9 +36,14 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/openapi.json", get(health::openapi_json))
+        .route("/metrics", get(metrics::render))
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(telemetry::trace_layer())
         .layer(propagate_id)

@@ -21,6 +21,12 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// Task types accepted in addition to the reference API's built-ins.
     pub task_types: Vec<String>,
+    /// Redis URL (`redis://host:6379/0`): selects the Redis hot tier instead of the in-process
+    /// cache.
+    pub redis_url: Option<Secret>,
+    /// PostgreSQL URL (`postgres://user:pass@host/db`): selects the PostgreSQL durable tier
+    /// instead of SQLite in `data_dir`.
+    pub database_url: Option<Secret>,
     pub hot: HotSettings,
     pub durable: DurableSettings,
     pub limits: LimitSettings,
@@ -34,6 +40,8 @@ impl Default for Settings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("taskward-data"),
             task_types: Vec::new(),
+            redis_url: None,
+            database_url: None,
             hot: HotSettings::default(),
             durable: DurableSettings::default(),
             limits: LimitSettings::default(),
@@ -51,6 +59,11 @@ pub struct HotSettings {
     pub ttl_secs: u64,
     /// Most entries the in-process hot tier holds.
     pub memory_capacity: usize,
+    /// Milliseconds a Redis call may take before a read falls back to the durable tier (and a
+    /// write records a pending invalidation).
+    pub redis_timeout_ms: u64,
+    /// Prefix of every Redis key (lets deployments or tests share one Redis).
+    pub redis_prefix: String,
 }
 
 impl Default for HotSettings {
@@ -58,6 +71,8 @@ impl Default for HotSettings {
         HotSettings {
             ttl_secs: 24 * 60 * 60,
             memory_capacity: 100_000,
+            redis_timeout_ms: 100,
+            redis_prefix: "taskward:".into(),
         }
     }
 }
@@ -66,13 +81,34 @@ impl Default for HotSettings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DurableSettings {
-    /// Milliseconds a query waits for a connection or a lock before the request answers 503.
+    /// Milliseconds a query waits for a connection, a lock or a statement before the request
+    /// answers 503.
     pub timeout_ms: u64,
+    /// Most PostgreSQL connections per instance.
+    pub pool_size: u32,
+    /// PostgreSQL schema to use (created if missing); unset: the server's `search_path`.
+    pub schema: Option<String>,
+    /// Days a terminal task is kept after it finished.
+    pub retention_days: u64,
+    /// Seconds between retention sweeps.
+    pub sweep_interval_secs: u64,
+    /// Tasks deleted per statement by a sweep.
+    pub sweep_batch: u32,
+    /// Milliseconds between looks for pending hot-tier invalidations to replay.
+    pub replay_interval_ms: u64,
 }
 
 impl Default for DurableSettings {
     fn default() -> Self {
-        DurableSettings { timeout_ms: 5_000 }
+        DurableSettings {
+            timeout_ms: 5_000,
+            pool_size: 16,
+            schema: None,
+            retention_days: 30,
+            sweep_interval_secs: 600,
+            sweep_batch: 500,
+            replay_interval_ms: 1_000,
+        }
     }
 }
 
@@ -139,6 +175,59 @@ pub enum LogFormat {
     Json,
 }
 
+/// A secret setting (a URL with a password): shown masked by `Debug` and when printed.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+
+    /// The value itself, for connecting.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The value with any password in a URL's authority replaced by `***`.
+    pub fn masked(&self) -> String {
+        let s = &self.0;
+        let Some(scheme_end) = s.find("://").map(|i| i + 3) else {
+            return "***".into();
+        };
+        let authority_end = s[scheme_end..]
+            .find('/')
+            .map_or(s.len(), |i| scheme_end + i);
+        match s[scheme_end..authority_end].rfind('@') {
+            Some(at) => {
+                let userinfo = &s[scheme_end..scheme_end + at];
+                let user = userinfo.split(':').next().unwrap_or("");
+                let masked = if userinfo.contains(':') {
+                    format!("{user}:***")
+                } else {
+                    "***".into()
+                };
+                format!("{}{masked}{}", &s[..scheme_end], &s[scheme_end + at..])
+            }
+            None => s.clone(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Secret({})", self.masked())
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.masked())
+    }
+}
+
 /// Flags that override every other layer.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
@@ -172,7 +261,32 @@ impl Settings {
         if let Some(dir) = &overrides.data_dir {
             fig = fig.merge(("data_dir", dir));
         }
-        fig.extract().map_err(Box::new)
+        let settings: Settings = fig.extract().map_err(Box::new)?;
+        settings
+            .validate()
+            .map_err(|e| Box::new(figment::Error::from(e)))?;
+        Ok(settings)
+    }
+
+    /// Checks what the types cannot: a retention shorter than the hot TTL would let a swept
+    /// task live on in the hot tier.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.durable.retention_days.saturating_mul(86_400) <= self.hot.ttl_secs {
+            return Err(format!(
+                "durable.retention_days ({} days) must be longer than hot.ttl_secs ({} s)",
+                self.durable.retention_days, self.hot.ttl_secs
+            ));
+        }
+        if self.durable.sweep_batch == 0
+            || self.durable.replay_interval_ms == 0
+            || self.durable.sweep_interval_secs == 0
+        {
+            return Err(
+                "durable.sweep_batch, sweep_interval_secs and replay_interval_ms must be positive"
+                    .into(),
+            );
+        }
+        Ok(())
     }
 
     /// The effective configuration as TOML, secrets masked.
@@ -218,6 +332,36 @@ mod tests {
             assert_eq!(s.data_dir, PathBuf::from("/from/flag"));
             Ok(())
         });
+    }
+
+    #[test]
+    fn secrets_are_masked_when_printed() {
+        let s = Settings {
+            database_url: Some(Secret::new("postgres://app:hunter2@db:5432/tasks")),
+            redis_url: Some(Secret::new("redis://:s3cret@cache:6379/0")),
+            ..Settings::default()
+        };
+        let shown = format!("{}\n{s:?}", s.to_toml());
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("s3cret"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("postgres://app:***@db:5432/tasks"),
+            "{shown}"
+        );
+        assert_eq!(
+            Secret::new("redis://cache:6379").masked(),
+            "redis://cache:6379"
+        );
+    }
+
+    #[test]
+    fn retention_must_outlive_the_hot_ttl() {
+        let mut s = Settings::default();
+        assert!(s.validate().is_ok());
+        s.durable.retention_days = 1;
+        assert!(s.validate().is_err());
     }
 
     #[test]

@@ -4,7 +4,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use taskward_model::TaskTypes;
-use taskward_store::{MemoryHot, SqliteDurable, TieredStore};
+use taskward_store::{
+    DurableTier, HotTier, Maintenance, MemoryHot, PostgresDurable, PostgresOptions, RedisHot,
+    SqliteDurable, TieredStore,
+};
 
 use crate::auth::KeyCache;
 use crate::settings::Settings;
@@ -19,6 +22,7 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub task_types: Arc<TaskTypes>,
     pub keys: Arc<KeyCache>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl AppState {
@@ -31,6 +35,7 @@ impl AppState {
                 settings.auth.key_cache_ttl_ms,
             ))),
             task_types: Arc::new(task_types),
+            metrics: Arc::new(crate::metrics::Metrics::new()),
             settings: Arc::new(settings),
         })
     }
@@ -39,13 +44,52 @@ impl AppState {
 /// Opens the tiers `settings` select (applying migrations). Also used by `taskward keys`, so
 /// the command works on exactly the store `serve` uses.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<TieredStore> {
-    let path = settings.data_dir.join(SQLITE_FILE);
-    let durable = SqliteDurable::open(&path, Duration::from_millis(settings.durable.timeout_ms))
-        .await
-        .map_err(|e| anyhow::anyhow!("opening {}: {e}", path.display()))?;
-    let hot = MemoryHot::new(
-        Duration::from_secs(settings.hot.ttl_secs),
-        settings.hot.memory_capacity,
-    );
-    Ok(TieredStore::new(Arc::new(hot), Arc::new(durable)))
+    settings.validate().map_err(anyhow::Error::msg)?;
+    let timeout = Duration::from_millis(settings.durable.timeout_ms);
+    let durable: Arc<dyn DurableTier> = match &settings.database_url {
+        Some(url) => {
+            let opts = PostgresOptions {
+                url: url.expose().to_owned(),
+                schema: settings.durable.schema.clone(),
+                pool_size: settings.durable.pool_size,
+                timeout,
+            };
+            let pg = PostgresDurable::open(&opts)
+                .await
+                .map_err(|e| anyhow::anyhow!("opening PostgreSQL at {}: {e}", url.masked()))?;
+            Arc::new(pg)
+        }
+        None => {
+            let path = settings.data_dir.join(SQLITE_FILE);
+            let sqlite = SqliteDurable::open(&path, timeout)
+                .await
+                .map_err(|e| anyhow::anyhow!("opening {}: {e}", path.display()))?;
+            Arc::new(sqlite)
+        }
+    };
+    let ttl = Duration::from_secs(settings.hot.ttl_secs);
+    let hot: Arc<dyn HotTier> = match &settings.redis_url {
+        Some(url) => Arc::new(
+            RedisHot::new(
+                url.expose(),
+                &settings.hot.redis_prefix,
+                ttl,
+                Duration::from_millis(settings.hot.redis_timeout_ms),
+            )
+            .map_err(|e| anyhow::anyhow!("Redis at {}: {e}", url.masked()))?,
+        ),
+        None => Arc::new(MemoryHot::new(ttl, settings.hot.memory_capacity)),
+    };
+    Ok(TieredStore::new(hot, durable).await?)
+}
+
+/// The store's background work, from settings.
+pub fn maintenance(settings: &Settings) -> Maintenance {
+    let d = &settings.durable;
+    Maintenance {
+        replay_every: Duration::from_millis(d.replay_interval_ms),
+        retention: Duration::from_secs(d.retention_days.saturating_mul(86_400)),
+        sweep_every: Duration::from_secs(d.sweep_interval_secs),
+        sweep_batch: d.sweep_batch,
+    }
 }

@@ -8,11 +8,13 @@
 pub mod durable;
 pub mod hot;
 pub mod keys;
+pub mod retention;
 pub mod tiered;
 
-pub use durable::{sqlite::SqliteDurable, DurableTier, Inserted};
-pub use hot::{memory::MemoryHot, HotTier};
-pub use tiered::{Created, Killed, Source, TieredStore};
+pub use durable::postgres::{PostgresDurable, PostgresOptions};
+pub use durable::{sqlite::SqliteDurable, DurableTier, Inserted, PendingInvalidation};
+pub use hot::{memory::MemoryHot, redis::RedisHot, HotTier};
+pub use tiered::{Created, Killed, Maintenance, Source, StoreStats, TieredStore};
 
 /// What callers of the store branch on. Driver errors are converted inside each back-end.
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +28,10 @@ pub enum StoreError {
     /// The caller's If-Match version is not the current one.
     #[error("version mismatch: expected {expected}, current {current}")]
     VersionMismatch { expected: u64, current: u64 },
+    /// The request is well-formed but the durable tier cannot run it (e.g. a regular
+    /// expression its engine rejects): the client's to fix.
+    #[error("{0}")]
+    Invalid(String),
     /// A tier this request needs cannot be reached.
     #[error("{tier} tier unavailable: {source}")]
     Unavailable {

@@ -7,20 +7,32 @@
 //!   then the hot tier is re-warmed. The hot tier's version guard keeps a slow re-warm from
 //!   replacing a newer document.
 //! - List: durable only (it has the indexes).
+//!
+//! Hot-tier outages: when a hot write fails, the task is recorded in the durable tier as a
+//! pending invalidation and the hot tier becomes *suspect*: reads and writes skip it (every
+//! write meanwhile is recorded too) until [`TieredStore::run_maintenance`] has replayed every
+//! pending invalidation against it. So after recovery no read returns a version older than the
+//! last acknowledged write, even if Redis kept its old data through a partition.
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use taskward_model::list::{ListPage, ListQuery};
 use taskward_model::{time, CreateTask, Task, TaskId, Tenant, UpdateTask};
+use tokio_util::sync::CancellationToken;
 
-use crate::durable::{DurableTier, Inserted};
-use crate::hot::HotTier;
+use crate::durable::{DurableTier, Inserted, PendingInvalidation};
+use crate::hot::{HotError, HotTier};
 use crate::StoreError;
 
 /// How often a write retries its compare-and-set after losing a race before giving up with
 /// 503. Each retry means another writer succeeded, so this is only reached under a storm of
 /// writes to one task.
 const MAX_CAS_ATTEMPTS: usize = 64;
+
+/// Pending invalidations replayed per round trip to the durable tier.
+const REPLAY_BATCH: u32 = 500;
 
 /// Where a read was served from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,17 +66,76 @@ pub struct Readiness {
     pub durable: (&'static str, Result<(), String>),
 }
 
+/// Counters of what the store did, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct StoreStats {
+    /// Reads answered by the hot tier.
+    pub hot_hits: AtomicU64,
+    /// Reads the hot tier did not have.
+    pub hot_misses: AtomicU64,
+    /// Reads served by the durable tier because the hot tier failed or was suspect.
+    pub hot_fallbacks: AtomicU64,
+    /// Failed hot-tier calls.
+    pub hot_errors: AtomicU64,
+    /// Failed durable-tier calls (the causes of 5xx).
+    pub durable_errors: AtomicU64,
+    /// Pending invalidations at the last maintenance round.
+    pub pending_invalidations: AtomicU64,
+    /// Tasks removed by retention.
+    pub retention_deleted: AtomicU64,
+}
+
+fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The store's background work and how often it runs.
+#[derive(Debug, Clone)]
+pub struct Maintenance {
+    /// How often pending hot-tier invalidations are looked for and replayed.
+    pub replay_every: Duration,
+    /// Terminal tasks that finished longer ago than this are deleted.
+    pub retention: Duration,
+    /// How often the retention sweep runs.
+    pub sweep_every: Duration,
+    /// Tasks deleted per statement (bounded, so a sweep never holds long locks).
+    pub sweep_batch: u32,
+}
+
 /// Tasks and keys over a hot and a durable tier.
 #[derive(Debug, Clone)]
 pub struct TieredStore {
     hot: Arc<dyn HotTier>,
     pub(crate) durable: Arc<dyn DurableTier>,
+    /// The hot tier may hold stale entries: skip it until the pending invalidations replay.
+    suspect: Arc<AtomicBool>,
+    stats: Arc<StoreStats>,
 }
 
 impl TieredStore {
-    /// Combines two tiers.
-    pub fn new(hot: Arc<dyn HotTier>, durable: Arc<dyn DurableTier>) -> Self {
-        TieredStore { hot, durable }
+    /// Combines two tiers. The hot tier starts suspect if invalidations are pending from an
+    /// earlier outage (of this or another instance).
+    pub async fn new(
+        hot: Arc<dyn HotTier>,
+        durable: Arc<dyn DurableTier>,
+    ) -> Result<Self, StoreError> {
+        let pending = durable.count_pending_invalidations().await?;
+        Ok(TieredStore {
+            hot,
+            durable,
+            suspect: Arc::new(AtomicBool::new(pending > 0)),
+            stats: Arc::new(StoreStats::default()),
+        })
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &StoreStats {
+        &self.stats
+    }
+
+    /// Whether reads and writes currently bypass the hot tier.
+    pub fn hot_suspect(&self) -> bool {
+        self.suspect.load(Ordering::Acquire)
     }
 
     /// Pings both tiers.
@@ -81,19 +152,51 @@ impl TieredStore {
         }
     }
 
+    /// Counts durable failures that will become 5xx.
+    fn durable_err(&self, e: StoreError) -> StoreError {
+        if matches!(e, StoreError::Unavailable { .. } | StoreError::Internal(_)) {
+            bump(&self.stats.durable_errors);
+        }
+        e
+    }
+
+    async fn durable_get(&self, tenant: &Tenant, id: &TaskId) -> Result<Option<Task>, StoreError> {
+        self.durable
+            .get(tenant, id)
+            .await
+            .map_err(|e| self.durable_err(e))
+    }
+
     /// A task, hot tier first.
     pub async fn get(&self, tenant: &Tenant, id: &TaskId) -> Result<(Task, Source), StoreError> {
-        match self.hot.get(tenant, id).await {
-            Ok(Some(task)) => return Ok((task, Source::Hot)),
-            Ok(None) => {}
-            Err(e) => tracing::warn!(error = %e, "hot tier read failed; reading durable tier"),
+        let use_hot = !self.hot_suspect();
+        if use_hot {
+            match self.hot.get(tenant, id).await {
+                Ok(Some(task)) => {
+                    bump(&self.stats.hot_hits);
+                    return Ok((task, Source::Hot));
+                }
+                Ok(None) => bump(&self.stats.hot_misses),
+                Err(e) => {
+                    bump(&self.stats.hot_errors);
+                    bump(&self.stats.hot_fallbacks);
+                    tracing::warn!(error = %e, "hot tier read failed; reading durable tier");
+                }
+            }
+        } else {
+            bump(&self.stats.hot_fallbacks);
         }
         let task = self
-            .durable
-            .get(tenant, id)
+            .durable_get(tenant, id)
             .await?
             .ok_or(StoreError::NotFound)?;
-        self.warm(tenant, &task).await;
+        if use_hot {
+            if let Err(e) = self.hot.put(tenant, &task).await {
+                // This read acknowledged nothing, so a failed re-warm only costs a later miss.
+                bump(&self.stats.hot_errors);
+                tracing::warn!(error = %e, "hot tier re-warm failed");
+            }
+        }
         Ok((task, Source::Durable))
     }
 
@@ -102,9 +205,14 @@ impl TieredStore {
         let digest = req.content_digest();
         let id = req.task_id.clone().unwrap_or_else(TaskId::generate);
         let task = Task::create(id, req, time::now());
-        match self.durable.insert(tenant, &task, &digest).await? {
+        match self
+            .durable
+            .insert(tenant, &task, &digest)
+            .await
+            .map_err(|e| self.durable_err(e))?
+        {
             Inserted::Created => {
-                self.warm(tenant, &task).await;
+                self.write_hot(tenant, &task).await;
                 Ok(Created { task, new: true })
             }
             Inserted::Exists {
@@ -131,8 +239,7 @@ impl TieredStore {
     ) -> Result<Task, StoreError> {
         for _ in 0..MAX_CAS_ATTEMPTS {
             let current = self
-                .durable
-                .get(tenant, id)
+                .durable_get(tenant, id)
                 .await?
                 .ok_or(StoreError::NotFound)?;
             if let Some(expected) = if_match {
@@ -148,8 +255,7 @@ impl TieredStore {
                 Ok(None) => return Ok(current),
                 Err(e) => return Err(StoreError::Conflict(e.to_string())),
             };
-            if self.durable.replace(tenant, &next, current.version).await? {
-                self.warm(tenant, &next).await;
+            if self.replace(tenant, &next, current.version).await? {
                 return Ok(next);
             }
         }
@@ -159,35 +265,138 @@ impl TieredStore {
     /// Cancels an active task; terminal and unknown tasks are left as they are.
     pub async fn kill(&self, tenant: &Tenant, id: &TaskId) -> Result<Killed, StoreError> {
         for _ in 0..MAX_CAS_ATTEMPTS {
-            let Some(current) = self.durable.get(tenant, id).await? else {
+            let Some(current) = self.durable_get(tenant, id).await? else {
                 return Ok(Killed::Unchanged);
             };
             let Some(next) = current.cancel(time::now()) else {
                 return Ok(Killed::Unchanged);
             };
-            if self.durable.replace(tenant, &next, current.version).await? {
-                self.warm(tenant, &next).await;
+            if self.replace(tenant, &next, current.version).await? {
                 return Ok(Killed::Canceled);
             }
         }
         Err(contention())
     }
 
-    /// A page of a validated listing, from the durable tier.
-    pub async fn list(&self, tenant: &Tenant, query: &ListQuery) -> Result<ListPage, StoreError> {
-        self.durable.list(tenant, query).await
+    /// Compare-and-set in the durable tier, then write-through; `false` on a lost race.
+    async fn replace(
+        &self,
+        tenant: &Tenant,
+        next: &Task,
+        expected: u64,
+    ) -> Result<bool, StoreError> {
+        let stored = self
+            .durable
+            .replace(tenant, next, expected)
+            .await
+            .map_err(|e| self.durable_err(e))?;
+        if stored {
+            self.write_hot(tenant, next).await;
+        }
+        Ok(stored)
     }
 
-    /// Writes `task` to the hot tier, best effort: a failure leaves the entry to expire or be
-    /// replaced; reads then come from the durable tier.
-    async fn warm(&self, tenant: &Tenant, task: &Task) {
-        if let Err(e) = self.hot.put(tenant, task).await {
-            tracing::warn!(error = %e, "hot tier write failed; invalidating");
-            // If the put failed half-way, the old entry must not outlive this write.
-            if let Err(e) = self.hot.invalidate(tenant, &task.task_id).await {
-                tracing::warn!(error = %e, "hot tier invalidation failed");
+    /// A page of a validated listing, from the durable tier.
+    pub async fn list(&self, tenant: &Tenant, query: &ListQuery) -> Result<ListPage, StoreError> {
+        self.durable
+            .list(tenant, query)
+            .await
+            .map_err(|e| self.durable_err(e))
+    }
+
+    /// After a durable commit: write the task through to the hot tier, or, if that fails or the
+    /// hot tier is suspect, record it for invalidation so no stale entry outlives this write.
+    async fn write_hot(&self, tenant: &Tenant, task: &Task) {
+        if !self.hot_suspect() {
+            match self.hot.put(tenant, task).await {
+                Ok(()) => return,
+                Err(e) => {
+                    bump(&self.stats.hot_errors);
+                    tracing::warn!(error = %e, "hot tier write failed; recording a pending invalidation");
+                }
             }
         }
+        let pending = PendingInvalidation {
+            tenant: tenant.clone(),
+            task_id: task.task_id.clone(),
+            version: task.version,
+        };
+        if let Err(e) = self.durable.add_pending_invalidation(&pending).await {
+            bump(&self.stats.durable_errors);
+            tracing::error!(error = %e, task_id = %task.task_id, "could not record a pending hot-tier invalidation");
+        }
+        if !self.suspect.swap(true, Ordering::AcqRel) {
+            tracing::warn!(
+                "hot tier suspect: reads go to the durable tier until pending invalidations replay"
+            );
+        }
+    }
+
+    /// Replays pending invalidations (then trusts the hot tier again) and sweeps expired
+    /// terminal tasks, until `shutdown`.
+    pub async fn run_maintenance(&self, m: Maintenance, shutdown: CancellationToken) {
+        let mut replay = tokio::time::interval(m.replay_every);
+        let mut sweep = tokio::time::interval(m.sweep_every);
+        replay.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = replay.tick() => {
+                    if let Err(e) = self.replay_pending().await {
+                        tracing::debug!(error = %e, "pending invalidations not replayed yet");
+                    }
+                }
+                _ = sweep.tick() => {
+                    let retention = chrono::Duration::from_std(m.retention).unwrap_or(chrono::Duration::MAX);
+                    let cutoff = time::now().checked_sub_signed(retention).unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+                    match crate::retention::sweep(self.durable.as_ref(), cutoff, m.sweep_batch, &shutdown).await {
+                        Ok(n) => {
+                            self.stats.retention_deleted.fetch_add(n, Ordering::Relaxed);
+                        }
+                        Err(e) => {
+                            bump(&self.stats.durable_errors);
+                            tracing::warn!(error = %e, "retention sweep failed; retrying next round");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// One replay round: invalidates every pending task in the hot tier, then trusts it again.
+    /// Fails (and changes nothing) while the hot tier is unreachable.
+    pub async fn replay_pending(&self) -> Result<(), StoreError> {
+        let n = self.durable.count_pending_invalidations().await?;
+        self.stats.pending_invalidations.store(n, Ordering::Relaxed);
+        if n == 0 && !self.hot_suspect() {
+            return Ok(());
+        }
+        let hot_down = |e: HotError| StoreError::Unavailable {
+            tier: "hot",
+            source: e.0.into(),
+        };
+        self.hot.ping().await.map_err(hot_down)?;
+        loop {
+            let batch = self.durable.pending_invalidations(REPLAY_BATCH).await?;
+            if batch.is_empty() {
+                break;
+            }
+            for p in &batch {
+                self.hot
+                    .invalidate(&p.tenant, &p.task_id, p.version)
+                    .await
+                    .map_err(hot_down)?;
+                self.durable.clear_pending_invalidation(p).await?;
+            }
+        }
+        // A write that found the tier suspect may record its invalidation after the last
+        // batch above; it stays in the table and the next round replays it.
+        self.stats.pending_invalidations.store(0, Ordering::Relaxed);
+        if self.suspect.swap(false, Ordering::AcqRel) {
+            tracing::info!("hot tier trusted again: pending invalidations replayed");
+        }
+        Ok(())
     }
 }
 

@@ -4,6 +4,7 @@
 //! and compare-and-set on `version`; they do not decide transitions (that is
 //! [`taskward_model::Task::apply`]) nor talk to the hot tier (that is [`crate::TieredStore`]).
 
+pub mod postgres;
 mod query;
 pub mod sqlite;
 
@@ -21,6 +22,15 @@ pub enum Inserted {
     Created,
     /// A task with this id already exists for the tenant; here it is with its create digest.
     Exists { task: Box<Task>, digest: String },
+}
+
+/// A task whose hot-tier entry may be stale: it was written (at `version`) while the hot tier
+/// could not be. Replayed as an invalidation once the hot tier answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingInvalidation {
+    pub tenant: Tenant,
+    pub task_id: TaskId,
+    pub version: u64,
 }
 
 /// A store of task documents and API keys that survives restarts.
@@ -70,4 +80,26 @@ pub trait DurableTier: Send + Sync + std::fmt::Debug + 'static {
 
     /// Marks a key revoked; `false` if there is no such live key.
     async fn revoke_key(&self, key_id: &str, at: DateTime<Utc>) -> Result<bool, StoreError>;
+
+    /// Records that the hot entry of this task must be invalidated (keeps the highest version).
+    async fn add_pending_invalidation(&self, p: &PendingInvalidation) -> Result<(), StoreError>;
+
+    /// Up to `limit` recorded invalidations.
+    async fn pending_invalidations(
+        &self,
+        limit: u32,
+    ) -> Result<Vec<PendingInvalidation>, StoreError>;
+
+    /// Forgets a replayed invalidation, unless a newer version was recorded meanwhile.
+    async fn clear_pending_invalidation(&self, p: &PendingInvalidation) -> Result<(), StoreError>;
+
+    /// How many invalidations wait (for metrics).
+    async fn count_pending_invalidations(&self) -> Result<u64, StoreError>;
+
+    /// Deletes up to `limit` terminal tasks that finished before `cutoff`; returns how many.
+    async fn delete_finished_before(
+        &self,
+        cutoff: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<u64, StoreError>;
 }

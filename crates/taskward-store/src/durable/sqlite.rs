@@ -19,11 +19,17 @@ use taskward_model::list::{ListPage, ListQuery};
 use taskward_model::{time, KeyRecord, Mode, OrgId, Scopes, Task, TaskId, TaskStatus, Tenant};
 
 use super::query::{self, Arg, Dialect, Sql, TASK_COLUMNS};
-use super::{DurableTier, Inserted};
+use super::{DurableTier, Inserted, PendingInvalidation};
 use crate::StoreError;
 
 /// Migrations in order; applied ones are recorded in `schema_migrations`.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/sqlite/0001_initial.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../migrations/sqlite/0001_initial.sql")),
+    (
+        2,
+        include_str!("../../migrations/sqlite/0002_pending_invalidations.sql"),
+    ),
+];
 
 /// SQLite durable tier.
 #[derive(Debug, Clone)]
@@ -403,6 +409,99 @@ impl DurableTier for SqliteDurable {
         .map_err(map_err)?;
         Ok(done.rows_affected() == 1)
     }
+
+    async fn add_pending_invalidation(&self, p: &PendingInvalidation) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO pending_invalidations (org, mode, task_id, version) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (org, mode, task_id) DO UPDATE SET version = max(version, excluded.version)",
+        )
+        .bind(p.tenant.org.as_str())
+        .bind(p.tenant.mode.as_str())
+        .bind(p.task_id.as_str())
+        .bind(p.version as i64)
+        .execute(&self.writer)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn pending_invalidations(
+        &self,
+        limit: u32,
+    ) -> Result<Vec<PendingInvalidation>, StoreError> {
+        let rows =
+            sqlx::query("SELECT org, mode, task_id, version FROM pending_invalidations LIMIT ?")
+                .bind(i64::from(limit))
+                .fetch_all(&self.reader)
+                .await
+                .map_err(map_err)?;
+        rows.iter()
+            .map(|r| {
+                let get = |i: usize| r.try_get::<String, _>(i).map_err(StoreError::internal);
+                pending(
+                    &get(0)?,
+                    &get(1)?,
+                    &get(2)?,
+                    r.try_get::<i64, _>(3).map_err(StoreError::internal)?,
+                )
+            })
+            .collect()
+    }
+
+    async fn clear_pending_invalidation(&self, p: &PendingInvalidation) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM pending_invalidations WHERE org = ? AND mode = ? AND task_id = ? AND version <= ?")
+            .bind(p.tenant.org.as_str())
+            .bind(p.tenant.mode.as_str())
+            .bind(p.task_id.as_str())
+            .bind(p.version as i64)
+            .execute(&self.writer)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn count_pending_invalidations(&self) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM pending_invalidations")
+            .fetch_one(&self.reader)
+            .await
+            .map_err(map_err)?;
+        Ok(n as u64)
+    }
+
+    async fn delete_finished_before(
+        &self,
+        cutoff: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "DELETE FROM tasks WHERE (org, mode, task_id) IN (SELECT org, mode, task_id FROM tasks \
+             WHERE finished_at IS NOT NULL AND finished_at < ? LIMIT ?)",
+        )
+        .bind(time::format(&cutoff))
+        .bind(i64::from(limit))
+        .execute(&self.writer)
+        .await
+        .map_err(map_err)?;
+        Ok(done.rows_affected())
+    }
+}
+
+/// Builds a [`PendingInvalidation`] from stored text.
+pub(crate) fn pending(
+    org: &str,
+    mode: &str,
+    task_id: &str,
+    version: i64,
+) -> Result<PendingInvalidation, StoreError> {
+    let bad = |e: taskward_model::Invalid| StoreError::internal(e);
+    Ok(PendingInvalidation {
+        tenant: Tenant {
+            org: OrgId::parse(org).map_err(bad)?,
+            mode: Mode::parse(mode).map_err(bad)?,
+        },
+        task_id: TaskId::parse(task_id).map_err(bad)?,
+        version: version as u64,
+    })
 }
 
 /// Binds a compiled query's arguments with SQLite's types.

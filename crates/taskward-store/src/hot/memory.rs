@@ -125,7 +125,13 @@ impl HotTier for MemoryHot {
         Ok(())
     }
 
-    async fn invalidate(&self, tenant: &Tenant, id: &TaskId) -> Result<(), HotError> {
+    async fn invalidate(
+        &self,
+        tenant: &Tenant,
+        id: &TaskId,
+        _version: u64,
+    ) -> Result<(), HotError> {
+        // In-process puts cannot fail, so no stale re-warm can follow: removing is enough.
         let key = Self::key(tenant, id);
         self.shard(&key).remove(&key);
         Ok(())
@@ -186,7 +192,7 @@ mod tests {
         hot.put(&tenant(), &task("a", 4)).await.unwrap();
         let id = TaskId::parse("a").unwrap();
         assert_eq!(hot.get(&tenant(), &id).await.unwrap().unwrap().version, 5);
-        hot.invalidate(&tenant(), &id).await.unwrap();
+        hot.invalidate(&tenant(), &id, 5).await.unwrap();
         assert!(hot.get(&tenant(), &id).await.unwrap().is_none());
     }
 

@@ -5,6 +5,7 @@
 //! the entry is invalidated before it can be read stale.
 
 pub mod memory;
+pub mod redis;
 
 use async_trait::async_trait;
 use taskward_model::{Task, TaskId, Tenant};
@@ -31,6 +32,7 @@ pub trait HotTier: Send + Sync + std::fmt::Debug + 'static {
     /// version is not older.
     async fn put(&self, tenant: &Tenant, task: &Task) -> Result<(), HotError>;
 
-    /// Drops the entry, so the next read goes to the durable tier.
-    async fn invalidate(&self, tenant: &Tenant, id: &TaskId) -> Result<(), HotError>;
+    /// Drops the entry, so the next read goes to the durable tier, and refuses any later
+    /// `put` of a version older than `version` (the last acknowledged one).
+    async fn invalidate(&self, tenant: &Tenant, id: &TaskId, version: u64) -> Result<(), HotError>;
 }

@@ -1,0 +1,173 @@
+//! `/metrics` in Prometheus (OpenMetrics text) format.
+//!
+//! HTTP request counts and latency histograms by method, route template and status, recorded
+//! by a middleware; the store's own counters (hot hits, misses, fallbacks, errors, durable
+//! errors, pending invalidations, retention deletions) read at scrape time from
+//! [`taskward_store::StoreStats`], so the store needs no metrics library.
+
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::state::AppState;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: String,
+    route: String,
+    status: u16,
+}
+
+/// The HTTP metrics.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<RequestLabels, Histogram>,
+}
+
+fn latency_histogram() -> Histogram {
+    // 100 µs to ~3.3 s.
+    Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+}
+
+impl Metrics {
+    /// Registers the HTTP metrics.
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency = Family::<RequestLabels, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        registry.register(
+            "taskward_http_requests",
+            "HTTP requests answered",
+            requests.clone(),
+        );
+        registry.register(
+            "taskward_http_request_duration_seconds",
+            "Time to answer HTTP requests",
+            latency.clone(),
+        );
+        Metrics {
+            registry: Mutex::new(registry),
+            requests,
+            latency,
+        }
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Middleware: counts and times every request by its route template (never the raw path, so
+/// task ids cannot explode the label set).
+pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().as_str().to_owned();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
+    let res = next.run(req).await;
+    let labels = RequestLabels {
+        method,
+        route,
+        status: res.status().as_u16(),
+    };
+    state.metrics.requests.get_or_create(&labels).inc();
+    state
+        .metrics
+        .latency
+        .get_or_create(&labels)
+        .observe(started.elapsed().as_secs_f64());
+    res
+}
+
+/// `GET /metrics`
+pub async fn render(State(state): State<AppState>) -> Response {
+    let mut out = String::new();
+    {
+        let registry = state
+            .metrics
+            .registry
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if prometheus_client::encoding::text::encode_registry(&mut out, &registry).is_err() {
+            return crate::error::ApiError::Internal.into_response();
+        }
+    }
+    let s = state.store.stats();
+    let counters = [
+        (
+            "taskward_hot_hits",
+            "Reads answered by the hot tier",
+            &s.hot_hits,
+        ),
+        (
+            "taskward_hot_misses",
+            "Reads the hot tier did not have",
+            &s.hot_misses,
+        ),
+        (
+            "taskward_hot_fallbacks",
+            "Reads served by the durable tier because the hot tier failed or was suspect",
+            &s.hot_fallbacks,
+        ),
+        (
+            "taskward_hot_errors",
+            "Failed hot-tier calls",
+            &s.hot_errors,
+        ),
+        (
+            "taskward_durable_errors",
+            "Failed durable-tier calls",
+            &s.durable_errors,
+        ),
+        (
+            "taskward_retention_deleted",
+            "Terminal tasks removed by retention",
+            &s.retention_deleted,
+        ),
+    ];
+    for (name, help, value) in counters {
+        let _ = write!(
+            out,
+            "# HELP {name} {help}.\n# TYPE {name} counter\n{name}_total {}\n",
+            value.load(Ordering::Relaxed)
+        );
+    }
+    let _ = write!(
+        out,
+        "# HELP taskward_pending_invalidations Hot-tier invalidations waiting for the hot tier.\n\
+         # TYPE taskward_pending_invalidations gauge\ntaskward_pending_invalidations {}\n\
+         # HELP taskward_hot_suspect 1 while reads bypass the hot tier.\n\
+         # TYPE taskward_hot_suspect gauge\ntaskward_hot_suspect {}\n",
+        s.pending_invalidations.load(Ordering::Relaxed),
+        u8::from(state.store.hot_suspect()),
+    );
+    let _ = prometheus_client::encoding::text::encode_eof(&mut out);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        out,
+    )
+        .into_response()
+}

@@ -1,0 +1,520 @@
+//! The production durable tier: PostgreSQL.
+//!
+//! Typed columns for everything that is listed, filtered or sorted, JSONB for the document's
+//! free-form parts (`inputs`, `outputs`, `additional_data`), indexes for every tenant listing
+//! (see the migration). Every connection gets `statement_timeout` and `lock_timeout` equal to
+//! the durable timeout, so a stalled database turns into a 503 instead of a hung request.
+//! Migrations run at open under an advisory lock, so instances starting together migrate once.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::types::Json;
+use sqlx::{PgPool, Row};
+use taskward_model::list::{ListPage, ListQuery};
+use taskward_model::{KeyRecord, Mode, OrgId, Scopes, Task, TaskId, TaskStatus, Tenant};
+
+use super::query::{self, Arg, Dialect, Sql, TASK_COLUMNS};
+use super::sqlite::pending;
+use super::{DurableTier, Inserted, PendingInvalidation};
+use crate::StoreError;
+
+/// Migrations in order; applied ones are recorded in `schema_migrations`.
+const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    include_str!("../../migrations/postgres/0001_initial.sql"),
+)];
+
+/// Arbitrary, fixed key of the advisory lock that serialises migrations.
+const MIGRATION_LOCK: i64 = 0x7461_736b_7761_7264; // "taskward"
+
+/// PostgreSQL durable tier.
+#[derive(Debug, Clone)]
+pub struct PostgresDurable {
+    pool: PgPool,
+}
+
+/// How to reach PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct PostgresOptions {
+    /// `postgres://user:pass@host:port/db`
+    pub url: String,
+    /// Schema to use (created if missing); `None` keeps the server's `search_path`.
+    pub schema: Option<String>,
+    /// Largest number of connections.
+    pub pool_size: u32,
+    /// Wait for a connection, a lock or a statement before giving up with 503.
+    pub timeout: Duration,
+}
+
+impl PostgresDurable {
+    /// Connects, creates the schema if asked, and applies migrations.
+    pub async fn open(opts: &PostgresOptions) -> Result<Self, StoreError> {
+        let base: PgConnectOptions = opts
+            .url
+            .parse()
+            .map_err(|e: sqlx::Error| StoreError::internal(e.to_string()))?;
+        let ms = opts.timeout.as_millis().to_string();
+        let mut settings = vec![("statement_timeout", ms.clone()), ("lock_timeout", ms)];
+        if let Some(schema) = &opts.schema {
+            check_schema_name(schema)?;
+            settings.push(("search_path", schema.clone()));
+        }
+        let connect = base.clone().options(settings);
+        if let Some(schema) = &opts.schema {
+            // Before the pool exists: its connections' search_path names this schema.
+            let pool = PgPoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(opts.timeout)
+                .connect_with(base)
+                .await
+                .map_err(map_err)?;
+            sqlx::raw_sql(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
+                .execute(&pool)
+                .await
+                .map_err(map_err)?;
+            pool.close().await;
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(opts.pool_size.max(1))
+            .acquire_timeout(opts.timeout)
+            .connect_with(connect)
+            .await
+            .map_err(map_err)?;
+        migrate(&pool).await?;
+        Ok(PostgresDurable { pool })
+    }
+
+    /// The pool, for tests that inspect the stored rows or query plans.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+/// Schema names are spliced into DDL, so they are held to a safe identifier shape.
+fn check_schema_name(s: &str) -> Result<(), StoreError> {
+    let ok = !s.is_empty()
+        && s.len() <= 63
+        && s.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::internal(
+            "postgres schema must match [a-z_][a-z0-9_]{0,62}",
+        ))
+    }
+}
+
+async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
+    let mut tx = pool.begin().await.map_err(map_err)?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(MIGRATION_LOCK)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+    sqlx::raw_sql(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(map_err)?;
+    let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations")
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(map_err)?;
+    let known = MIGRATIONS.last().map(|m| m.0).unwrap_or(0);
+    if applied.iter().any(|v| *v > known) {
+        return Err(StoreError::internal(
+            "the database was written by a newer taskward (unknown schema migration)",
+        ));
+    }
+    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| !applied.contains(v)) {
+        sqlx::raw_sql(sql)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        sqlx::query("INSERT INTO schema_migrations (version) VALUES ($1)")
+            .bind(version)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+    }
+    tx.commit().await.map_err(map_err)?;
+    Ok(())
+}
+
+/// Driver errors: what a retry later could cure is `Unavailable` (503); a regular expression
+/// PostgreSQL cannot compile is the client's (422); the rest internal.
+fn map_err(e: sqlx::Error) -> StoreError {
+    let transient = match &e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            if code == "2201B" {
+                return StoreError::Invalid(format!(
+                    "regular expression rejected by the database: {}",
+                    db.message()
+                ));
+            }
+            // connection exceptions, insufficient resources, operator intervention, lock and
+            // statement timeouts, serialization failures and deadlocks.
+            code.starts_with("08")
+                || code.starts_with("53")
+                || code.starts_with("57")
+                || matches!(code.as_ref(), "55P03" | "40001" | "40P01")
+        }
+        _ => false,
+    };
+    if transient {
+        StoreError::Unavailable {
+            tier: "durable",
+            source: e.into(),
+        }
+    } else {
+        StoreError::internal(e)
+    }
+}
+
+fn json_of<T: serde::de::DeserializeOwned>(v: Option<Value>) -> Result<Option<T>, StoreError> {
+    v.map(serde_json::from_value)
+        .transpose()
+        .map_err(StoreError::internal)
+}
+
+fn row_to_task(row: &PgRow) -> Result<Task, StoreError> {
+    let status: String = row.try_get(2).map_err(StoreError::internal)?;
+    Ok(Task {
+        task_id: TaskId::parse(&row.try_get::<String, _>(0).map_err(StoreError::internal)?)
+            .map_err(StoreError::internal)?,
+        task_type: row.try_get(1).map_err(StoreError::internal)?,
+        status: TaskStatus::parse(&status)
+            .ok_or_else(|| StoreError::internal(format!("bad stored status {status:?}")))?,
+        inputs: json_of(row.try_get(3).map_err(StoreError::internal)?)?,
+        outputs: json_of(row.try_get(4).map_err(StoreError::internal)?)?,
+        additional_data: json_of(row.try_get(5).map_err(StoreError::internal)?)?,
+        description: row.try_get(6).map_err(StoreError::internal)?,
+        created_at: row.try_get(7).map_err(StoreError::internal)?,
+        updated_at: row.try_get(8).map_err(StoreError::internal)?,
+        started_at: row.try_get(9).map_err(StoreError::internal)?,
+        finished_at: row.try_get(10).map_err(StoreError::internal)?,
+        version: row.try_get::<i64, _>(11).map_err(StoreError::internal)? as u64,
+    })
+}
+
+fn row_to_key(row: &PgRow) -> Result<KeyRecord, StoreError> {
+    let get = |c: &str| row.try_get::<String, _>(c).map_err(StoreError::internal);
+    Ok(KeyRecord {
+        key_id: get("key_id")?,
+        org: OrgId::parse(&get("org")?).map_err(StoreError::internal)?,
+        mode: Mode::parse(&get("mode")?).map_err(StoreError::internal)?,
+        scopes: Scopes::parse(&get("scopes")?).map_err(StoreError::internal)?,
+        hint: get("hint")?,
+        created_at: row.try_get("created_at").map_err(StoreError::internal)?,
+        revoked_at: row.try_get("revoked_at").map_err(StoreError::internal)?,
+    })
+}
+
+const KEY_COLUMNS: &str = "key_id, org, mode, scopes, hint, created_at, revoked_at";
+
+/// Binds a compiled query's arguments with PostgreSQL's types.
+fn bind(sql: &Sql) -> sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    sql.args
+        .iter()
+        .fold(sqlx::query(&sql.text), |q, a| match a {
+            Arg::Text(s) => q.bind(s.as_str()),
+            Arg::Int(i) => q.bind(*i),
+            Arg::Float(f) => q.bind(*f),
+            Arg::Bool(b) => q.bind(*b),
+            Arg::Time(t) => q.bind(*t),
+            Arg::Path(segments) => q.bind(segments.clone()),
+            Arg::Json(v) => q.bind(Json(v.clone())),
+        })
+}
+
+#[async_trait]
+impl DurableTier for PostgresDurable {
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn get(&self, tenant: &Tenant, id: &TaskId) -> Result<Option<Task>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {TASK_COLUMNS} FROM tasks t WHERE t.org = $1 AND t.mode = $2 AND t.task_id = $3"))
+            .bind(tenant.org.as_str())
+            .bind(tenant.mode.as_str())
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(row_to_task).transpose()
+    }
+
+    async fn insert(
+        &self,
+        tenant: &Tenant,
+        task: &Task,
+        digest: &str,
+    ) -> Result<Inserted, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO tasks (org, mode, task_id, task_type, status, active, inputs, outputs, additional_data, \
+             description, created_at, updated_at, started_at, finished_at, version, create_digest) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+             ON CONFLICT (org, mode, task_id) DO NOTHING",
+        )
+        .bind(tenant.org.as_str())
+        .bind(tenant.mode.as_str())
+        .bind(task.task_id.as_str())
+        .bind(&task.task_type)
+        .bind(task.status.as_str())
+        .bind(!task.status.is_terminal())
+        .bind(task.inputs.as_ref().map(Json))
+        .bind(task.outputs.as_ref().map(Json))
+        .bind(task.additional_data.as_ref().map(Json))
+        .bind(&task.description)
+        .bind(task.created_at)
+        .bind(task.updated_at)
+        .bind(task.started_at)
+        .bind(task.finished_at)
+        .bind(task.version as i64)
+        .bind(digest)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        if done.rows_affected() == 1 {
+            return Ok(Inserted::Created);
+        }
+        let row = sqlx::query(&format!(
+            "SELECT {TASK_COLUMNS}, t.create_digest FROM tasks t WHERE t.org = $1 AND t.mode = $2 AND t.task_id = $3"
+        ))
+        .bind(tenant.org.as_str())
+        .bind(tenant.mode.as_str())
+        .bind(task.task_id.as_str())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(Inserted::Exists {
+            task: Box::new(row_to_task(&row)?),
+            digest: row.try_get("create_digest").map_err(StoreError::internal)?,
+        })
+    }
+
+    async fn replace(
+        &self,
+        tenant: &Tenant,
+        task: &Task,
+        expected_version: u64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE tasks SET task_type = $1, status = $2, active = $3, inputs = $4, outputs = $5, additional_data = $6, \
+             description = $7, updated_at = $8, started_at = $9, finished_at = $10, version = $11 \
+             WHERE org = $12 AND mode = $13 AND task_id = $14 AND version = $15",
+        )
+        .bind(&task.task_type)
+        .bind(task.status.as_str())
+        .bind(!task.status.is_terminal())
+        .bind(task.inputs.as_ref().map(Json))
+        .bind(task.outputs.as_ref().map(Json))
+        .bind(task.additional_data.as_ref().map(Json))
+        .bind(&task.description)
+        .bind(task.updated_at)
+        .bind(task.started_at)
+        .bind(task.finished_at)
+        .bind(task.version as i64)
+        .bind(tenant.org.as_str())
+        .bind(tenant.mode.as_str())
+        .bind(task.task_id.as_str())
+        .bind(expected_version as i64)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn list(&self, tenant: &Tenant, q: &ListQuery) -> Result<ListPage, StoreError> {
+        let select = query::select(Dialect::Postgres, tenant, q);
+        let rows = bind(&select).fetch_all(&self.pool).await.map_err(map_err)?;
+        let has_more = rows.len() > q.limit as usize;
+        let tasks = rows
+            .iter()
+            .take(q.limit as usize)
+            .map(row_to_task)
+            .collect::<Result<Vec<_>, _>>()?;
+        let total = if q.include_total {
+            let count = query::count(Dialect::Postgres, tenant, q);
+            let row = bind(&count).fetch_one(&self.pool).await.map_err(map_err)?;
+            Some(row.try_get::<i64, _>(0).map_err(StoreError::internal)? as u64)
+        } else {
+            None
+        };
+        Ok(ListPage {
+            tasks,
+            has_more,
+            total,
+        })
+    }
+
+    async fn insert_key(&self, key: &KeyRecord, hash: &str) -> Result<(), StoreError> {
+        insert_key(&self.pool, key, hash).await
+    }
+
+    async fn insert_first_key(&self, key: &KeyRecord, hash: &str) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let marked = sqlx::query("INSERT INTO markers (name, created_at) VALUES ('first_key', $1) ON CONFLICT DO NOTHING")
+            .bind(key.created_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        if marked.rows_affected() == 0 {
+            return Ok(false);
+        }
+        insert_key(&mut *tx, key, hash).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(true)
+    }
+
+    async fn find_key(&self, hash: &str) -> Result<Option<KeyRecord>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {KEY_COLUMNS} FROM api_keys WHERE key_hash = $1"
+        ))
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        row.as_ref().map(row_to_key).transpose()
+    }
+
+    async fn list_keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_at DESC, key_id"
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter().map(row_to_key).collect()
+    }
+
+    async fn revoke_key(&self, key_id: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE api_keys SET revoked_at = $1 WHERE key_id = $2 AND revoked_at IS NULL",
+        )
+        .bind(at)
+        .bind(key_id)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn add_pending_invalidation(&self, p: &PendingInvalidation) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO pending_invalidations (org, mode, task_id, version) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (org, mode, task_id) DO UPDATE SET version = GREATEST(pending_invalidations.version, excluded.version)",
+        )
+        .bind(p.tenant.org.as_str())
+        .bind(p.tenant.mode.as_str())
+        .bind(p.task_id.as_str())
+        .bind(p.version as i64)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn pending_invalidations(
+        &self,
+        limit: u32,
+    ) -> Result<Vec<PendingInvalidation>, StoreError> {
+        let rows =
+            sqlx::query("SELECT org, mode, task_id, version FROM pending_invalidations LIMIT $1")
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map_err)?;
+        rows.iter()
+            .map(|r| {
+                let get = |i: usize| r.try_get::<String, _>(i).map_err(StoreError::internal);
+                pending(
+                    &get(0)?,
+                    &get(1)?,
+                    &get(2)?,
+                    r.try_get::<i64, _>(3).map_err(StoreError::internal)?,
+                )
+            })
+            .collect()
+    }
+
+    async fn clear_pending_invalidation(&self, p: &PendingInvalidation) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM pending_invalidations WHERE org = $1 AND mode = $2 AND task_id = $3 AND version <= $4")
+            .bind(p.tenant.org.as_str())
+            .bind(p.tenant.mode.as_str())
+            .bind(p.task_id.as_str())
+            .bind(p.version as i64)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn count_pending_invalidations(&self) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM pending_invalidations")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(n as u64)
+    }
+
+    async fn delete_finished_before(
+        &self,
+        cutoff: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "DELETE FROM tasks WHERE (org, mode, task_id) IN (SELECT org, mode, task_id FROM tasks \
+             WHERE finished_at IS NOT NULL AND finished_at < $1 LIMIT $2)",
+        )
+        .bind(cutoff)
+        .bind(i64::from(limit))
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(done.rows_affected())
+    }
+}
+
+async fn insert_key<'c, E: sqlx::Executor<'c, Database = sqlx::Postgres>>(
+    exec: E,
+    key: &KeyRecord,
+    hash: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO api_keys (key_id, key_hash, org, mode, scopes, hint, created_at, revoked_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)",
+    )
+    .bind(&key.key_id)
+    .bind(hash)
+    .bind(key.org.as_str())
+    .bind(key.mode.as_str())
+    .bind(key.scopes.to_string())
+    .bind(&key.hint)
+    .bind(key.created_at)
+    .execute(exec)
+    .await
+    .map_err(map_err)?;
+    Ok(())
+}
