@@ -245,13 +245,10 @@ async fn revoking_a_key_takes_effect_on_a_running_server() {
 async fn keys_are_stored_only_as_hashes() {
     let app = spawn_app().await;
     let key = app.key_for("acme", Mode::Live, "read").await;
-    let db = std::fs::read(app.dir.path().join("taskward.db")).unwrap();
-    let wal = std::fs::read(app.dir.path().join("taskward.db-wal")).unwrap_or_default();
-    for bytes in [&db, &wal] {
-        let text = String::from_utf8_lossy(bytes);
-        assert!(!text.contains(&key), "the key itself is on disk");
-        assert!(!text.contains(&app.key));
-    }
+    let stored = app.durable_dump().await;
+    assert!(stored.contains("acme"), "the dump sees the key records");
+    assert!(!stored.contains(&key), "the key itself is stored");
+    assert!(!stored.contains(&app.key));
 }
 
 #[tokio::test]

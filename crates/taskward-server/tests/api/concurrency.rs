@@ -3,7 +3,6 @@
 use futures_util::future::join_all;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use sqlx::Connection;
 
 use crate::support::{assert_error, spawn_app, spawn_app_with};
 
@@ -88,13 +87,8 @@ async fn writes_answer_503_while_the_durable_tier_is_locked_and_reads_keep_worki
         .await;
     let before = app.get_ok("t1").await;
 
-    // Another process holding SQLite's write lock: a real fault, not a mock.
-    let url = format!("sqlite://{}", app.dir.path().join("taskward.db").display());
-    let mut locker = sqlx::SqliteConnection::connect(&url).await.unwrap();
-    sqlx::raw_sql("BEGIN EXCLUSIVE")
-        .execute(&mut locker)
-        .await
-        .unwrap();
+    // Another client holding the durable tier's write lock: a real fault, not a mock.
+    let lock = app.lock_durable_writes().await;
 
     let res = app.patch(&app.key, "t1", json!({"status": "FAILED"})).await;
     assert_eq!(res.headers()["retry-after"], "1");
@@ -106,15 +100,12 @@ async fn writes_answer_503_while_the_durable_tier_is_locked_and_reads_keep_worki
         StatusCode::SERVICE_UNAVAILABLE,
     )
     .await;
-    // Reads are served meanwhile (hot tier; WAL readers are not blocked either).
+    // Reads are served meanwhile (hot tier; readers are not blocked by the lock either).
     assert_eq!(app.get_ok("t1").await, before);
     let res = app.list(&app.key, "", json!({})).await;
     assert_eq!(res.status(), StatusCode::OK);
 
-    sqlx::raw_sql("ROLLBACK")
-        .execute(&mut locker)
-        .await
-        .unwrap();
+    lock.release().await;
     let res = app.patch(&app.key, "t1", json!({"status": "FAILED"})).await;
     assert_eq!(res.status(), StatusCode::OK);
     let t: Value = res.json().await.unwrap();

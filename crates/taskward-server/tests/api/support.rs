@@ -1,15 +1,107 @@
-//! `spawn_app()`: a real server on a random port over a temp data directory, and the helpers
-//! tests use to talk to it over real HTTP.
+//! `spawn_app()`: a real server on a random port, in the shape the test binary was built for
+//! (`crate::SHAPE`), and the helpers tests use to talk to it over real HTTP.
+//!
+//! Embedded: a temp data directory. Production: the machine's Redis and PostgreSQL, each test
+//! in its own namespace (a fresh PostgreSQL schema and Redis key prefix), dropped when the test
+//! ends. `TASKWARD_TEST_DATABASE_URL` / `TASKWARD_TEST_REDIS_URL` point elsewhere.
 
 use std::sync::Once;
 
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::{json, Value};
+use sqlx::Connection;
 use taskward_model::{Mode, OrgId, Scopes};
+use taskward_server::settings::Secret;
 use taskward_server::{Server, Settings};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+
+/// Which tiers a test binary runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(dead_code)] // each test binary names one variant
+pub enum Shape {
+    /// In-process cache + SQLite.
+    Embedded,
+    /// Redis + PostgreSQL.
+    Production,
+}
+
+/// A production-shape namespace: a PostgreSQL schema and a Redis key prefix, removed on drop.
+pub struct Namespace {
+    name: String,
+    database_url: String,
+    redis_url: String,
+}
+
+impl Namespace {
+    fn new() -> Namespace {
+        let name = format!("tw_test_{}", uuid_hex());
+        Namespace {
+            name,
+            database_url: std::env::var("TASKWARD_TEST_DATABASE_URL")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into()),
+            redis_url: std::env::var("TASKWARD_TEST_REDIS_URL")
+                .unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
+        }
+    }
+
+    fn apply(&self, s: &mut Settings) {
+        s.database_url = Some(Secret::new(self.database_url.clone()));
+        s.redis_url = Some(Secret::new(self.redis_url.clone()));
+        s.durable.schema = Some(self.name.clone());
+        s.durable.pool_size = 8;
+        s.hot.redis_prefix = format!("{}:", self.name);
+    }
+
+    /// Deletes this namespace's Redis keys (an empty hot tier, for tests of the fallback).
+    pub async fn clear_redis(&self) {
+        let hot = taskward_store::RedisHot::new(
+            &self.redis_url,
+            &format!("{}:", self.name),
+            std::time::Duration::from_secs(60),
+            std::time::Duration::from_secs(5),
+        )
+        .expect("redis url");
+        hot.delete_all().await.expect("redis cleanup");
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        // Drop runs outside any async context we could borrow; clean up on a thread of its own.
+        let (name, db, redis) = (
+            self.name.clone(),
+            self.database_url.clone(),
+            self.redis_url.clone(),
+        );
+        let cleanup = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&db).await {
+                    let _ = sqlx::raw_sql(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"))
+                        .execute(&mut conn)
+                        .await;
+                }
+                let ns = Namespace {
+                    name: name.clone(),
+                    database_url: db,
+                    redis_url: redis,
+                };
+                ns.clear_redis().await;
+                std::mem::forget(ns);
+            });
+        });
+        let _ = cleanup.join();
+    }
+}
+
+fn uuid_hex() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..16].to_owned()
+}
 
 /// A running server. Dropping it stops the server; [`TestApp::stop`] also joins it.
 pub struct TestApp {
@@ -19,6 +111,7 @@ pub struct TestApp {
     pub key: String,
     pub settings: Settings,
     pub dir: TempDir,
+    pub namespace: Option<Namespace>,
     stop: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -51,11 +144,15 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
         data_dir: dir.path().to_path_buf(),
         ..Settings::default()
     };
+    let namespace = (crate::SHAPE == Shape::Production).then(Namespace::new);
+    if let Some(ns) = &namespace {
+        ns.apply(&mut settings);
+    }
     tweak(&mut settings);
-    start(settings, dir).await
+    start(settings, dir, namespace).await
 }
 
-async fn start(settings: Settings, dir: TempDir) -> TestApp {
+async fn start(settings: Settings, dir: TempDir, namespace: Option<Namespace>) -> TestApp {
     init_logs();
     let server = Server::bind(settings.clone()).await.expect("server binds");
     let base = format!("http://{}", server.local_addr());
@@ -79,6 +176,7 @@ async fn start(settings: Settings, dir: TempDir) -> TestApp {
         key: key.expose().to_owned(),
         settings,
         dir,
+        namespace,
         stop: Some(tx),
         handle: Some(handle),
     }
@@ -93,9 +191,8 @@ impl Drop for TestApp {
 }
 
 impl TestApp {
-    /// Stops the server, waits for it to drain, and returns its data directory and settings
-    /// (e.g. to start it again on the same data).
-    pub async fn stop(mut self) -> (TempDir, Settings) {
+    /// Stops the server and waits for it to drain.
+    pub async fn stop(mut self) -> (TempDir, Settings, Option<Namespace>) {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
@@ -103,14 +200,89 @@ impl TestApp {
             h.await.expect("server task").expect("server ran cleanly");
         }
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
-        (dir, self.settings.clone())
+        (dir, self.settings.clone(), self.namespace.take())
     }
 
-    /// Starts a new server on the same data directory, with an empty hot tier.
+    /// Starts a new server on the same data.
     pub async fn restart(self) -> TestApp {
-        let (dir, mut settings) = self.stop().await;
+        let (dir, mut settings, namespace) = self.stop().await;
         settings.listen = "127.0.0.1:0".parse().expect("addr");
-        start(settings, dir).await
+        start(settings, dir, namespace).await
+    }
+
+    /// The same data behind an empty hot tier: a new process for the in-process cache, the
+    /// namespace's keys deleted for Redis.
+    pub async fn with_empty_hot_tier(self) -> TestApp {
+        match &self.namespace {
+            Some(ns) => {
+                ns.clear_redis().await;
+                self
+            }
+            None => self.restart().await,
+        }
+    }
+
+    /// Everything the durable tier holds, as text (to check what is and is not stored).
+    pub async fn durable_dump(&self) -> String {
+        match &self.namespace {
+            None => {
+                let mut text = String::new();
+                for file in ["taskward.db", "taskward.db-wal"] {
+                    let bytes = std::fs::read(self.dir.path().join(file)).unwrap_or_default();
+                    text.push_str(&String::from_utf8_lossy(&bytes));
+                }
+                text
+            }
+            Some(ns) => {
+                let mut conn = self.pg(ns).await;
+                let mut text = String::new();
+                for table in ["tasks", "api_keys", "markers", "pending_invalidations"] {
+                    let rows: Vec<String> =
+                        sqlx::query_scalar(&format!("SELECT row_to_json(x)::text FROM {table} x"))
+                            .fetch_all(&mut conn)
+                            .await
+                            .expect("dump");
+                    text.push_str(&rows.join("\n"));
+                }
+                text
+            }
+        }
+    }
+
+    async fn pg(&self, ns: &Namespace) -> sqlx::PgConnection {
+        let mut conn = sqlx::PgConnection::connect(&ns.database_url)
+            .await
+            .expect("postgres");
+        sqlx::raw_sql(&format!("SET search_path TO \"{}\"", ns.name))
+            .execute(&mut conn)
+            .await
+            .expect("search_path");
+        conn
+    }
+
+    /// Another client holds the durable tier's write lock until the guard is released: a real
+    /// lock, not a mock (SQLite: `BEGIN EXCLUSIVE`; PostgreSQL: `LOCK TABLE … EXCLUSIVE`, which
+    /// still lets readers through).
+    pub async fn lock_durable_writes(&self) -> WriteLock {
+        match &self.namespace {
+            None => {
+                let url = format!("sqlite://{}", self.dir.path().join("taskward.db").display());
+                let mut conn = sqlx::SqliteConnection::connect(&url).await.expect("sqlite");
+                sqlx::raw_sql("BEGIN EXCLUSIVE")
+                    .execute(&mut conn)
+                    .await
+                    .expect("lock");
+                WriteLock::Sqlite(conn)
+            }
+            Some(ns) => {
+                let mut conn = self.pg(ns).await;
+                sqlx::raw_sql("BEGIN; LOCK TABLE tasks IN EXCLUSIVE MODE")
+                    .execute(&mut conn)
+                    .await
+                    .expect("lock");
+                WriteLock::Postgres(conn)
+            }
+        }
     }
 
     /// Mints a key directly in the store (as `taskward keys create` would).
@@ -208,6 +380,32 @@ impl TestApp {
         assert_eq!(res.status(), StatusCode::OK);
         let v: Value = res.json().await.expect("json");
         v["results"].as_array().expect("results").clone()
+    }
+}
+
+/// A held write lock on the durable tier.
+pub enum WriteLock {
+    Sqlite(sqlx::SqliteConnection),
+    Postgres(sqlx::PgConnection),
+}
+
+impl WriteLock {
+    /// Lets writers through again.
+    pub async fn release(self) {
+        match self {
+            WriteLock::Sqlite(mut c) => {
+                sqlx::raw_sql("ROLLBACK")
+                    .execute(&mut c)
+                    .await
+                    .expect("unlock");
+            }
+            WriteLock::Postgres(mut c) => {
+                sqlx::raw_sql("ROLLBACK")
+                    .execute(&mut c)
+                    .await
+                    .expect("unlock");
+            }
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::support::{assert_error, assert_task_shape, spawn_app};
+use crate::support::{assert_error, assert_task_shape, spawn_app, Shape};
 
 #[tokio::test]
 async fn create_answers_201_with_etag_and_location_then_get_returns_the_task() {
@@ -364,8 +364,8 @@ async fn a_read_that_misses_the_hot_tier_is_annotated_and_rewarms_it() {
         )
         .await;
     assert!(t["additional_data"].get("from_mongodb").is_none());
-    // A new process has an empty in-process hot tier: the first read comes from SQLite.
-    let app = app.restart().await;
+    // With an empty hot tier the first read comes from the durable tier.
+    let app = app.with_empty_hot_tier().await;
     let cold = app.get_ok("t1").await;
     assert_eq!(
         cold["additional_data"],
@@ -404,8 +404,29 @@ async fn health_readiness_request_ids_and_openapi() {
         .await
         .unwrap();
     assert_eq!(ready["status"], "ready");
-    assert_eq!(ready["tiers"]["hot"]["backend"], "memory");
-    assert_eq!(ready["tiers"]["durable"]["backend"], "sqlite");
+    let (hot, durable) = match crate::SHAPE {
+        Shape::Embedded => ("memory", "sqlite"),
+        Shape::Production => ("redis", "postgres"),
+    };
+    assert_eq!(ready["tiers"]["hot"]["backend"], hot);
+    assert_eq!(ready["tiers"]["durable"]["backend"], durable);
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            "taskward_http_requests_total{method=\"GET\",route=\"/readyz\",status=\"200\"} 1"
+        ),
+        "{metrics}"
+    );
+    assert!(metrics.contains("taskward_hot_hits_total"), "{metrics}");
+    assert!(metrics.trim_end().ends_with("# EOF"));
 
     let doc: Value = app
         .client
