@@ -88,7 +88,17 @@ impl PostgresDurable {
         Ok(PostgresDurable { pool })
     }
 
-    /// The pool, for tests that inspect the stored rows or query plans.
+    /// The plan PostgreSQL chooses for a listing (`EXPLAIN` text), for operators and tests.
+    pub async fn explain_list(&self, tenant: &Tenant, q: &ListQuery) -> Result<String, StoreError> {
+        let mut select = query::select(Dialect::Postgres, tenant, q);
+        select.text = format!("EXPLAIN {}", select.text);
+        let rows = bind(&select).fetch_all(&self.pool).await.map_err(map_err)?;
+        let lines: Result<Vec<String>, _> =
+            rows.iter().map(|r| r.try_get::<String, _>(0)).collect();
+        lines.map(|l| l.join("\n")).map_err(StoreError::internal)
+    }
+
+    /// The pool, for tests that inspect stored rows.
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }

@@ -35,9 +35,12 @@ struct Key {
     task_id: String,
 }
 
+/// A cached document, or a tombstone (`task: None`) left by an invalidation so that no older
+/// version can be put back.
 #[derive(Debug)]
 struct Entry {
-    task: Task,
+    task: Option<Task>,
+    version: u64,
     expires: Instant,
 }
 
@@ -83,7 +86,7 @@ impl HotTier for MemoryHot {
         let key = Self::key(tenant, id);
         let mut shard = self.shard(&key);
         match shard.get(&key) {
-            Some(e) if e.expires > Instant::now() => Ok(Some(e.task.clone())),
+            Some(e) if e.expires > Instant::now() => Ok(e.task.clone()),
             Some(_) => {
                 shard.remove(&key);
                 Ok(None)
@@ -98,11 +101,14 @@ impl HotTier for MemoryHot {
         let expires = now + self.ttl;
         let mut shard = self.shard(&key);
         if let Some(e) = shard.get_mut(&key) {
-            if e.expires > now && e.task.version > task.version {
+            if e.expires > now && e.version > task.version {
                 return Ok(());
             }
-            e.task = task.clone();
-            e.expires = expires;
+            *e = Entry {
+                task: Some(task.clone()),
+                version: task.version,
+                expires,
+            };
             return Ok(());
         }
         if shard.len() >= self.shard_capacity {
@@ -118,22 +124,30 @@ impl HotTier for MemoryHot {
         shard.insert(
             key,
             Entry {
-                task: task.clone(),
+                task: Some(task.clone()),
+                version: task.version,
                 expires,
             },
         );
         Ok(())
     }
 
-    async fn invalidate(
-        &self,
-        tenant: &Tenant,
-        id: &TaskId,
-        _version: u64,
-    ) -> Result<(), HotError> {
-        // In-process puts cannot fail, so no stale re-warm can follow: removing is enough.
+    async fn invalidate(&self, tenant: &Tenant, id: &TaskId, version: u64) -> Result<(), HotError> {
         let key = Self::key(tenant, id);
-        self.shard(&key).remove(&key);
+        let now = Instant::now();
+        let tombstone = Entry {
+            task: None,
+            version,
+            expires: now + self.ttl,
+        };
+        let mut shard = self.shard(&key);
+        match shard.get_mut(&key) {
+            Some(e) if e.expires > now && e.version > version => {}
+            Some(e) => *e = tombstone,
+            None => {
+                shard.insert(key, tombstone);
+            }
+        }
         Ok(())
     }
 }
@@ -194,6 +208,13 @@ mod tests {
         assert_eq!(hot.get(&tenant(), &id).await.unwrap().unwrap().version, 5);
         hot.invalidate(&tenant(), &id, 5).await.unwrap();
         assert!(hot.get(&tenant(), &id).await.unwrap().is_none());
+        hot.put(&tenant(), &task("a", 4)).await.unwrap();
+        assert!(
+            hot.get(&tenant(), &id).await.unwrap().is_none(),
+            "the tombstone refuses older versions"
+        );
+        hot.put(&tenant(), &task("a", 5)).await.unwrap();
+        assert_eq!(hot.get(&tenant(), &id).await.unwrap().unwrap().version, 5);
     }
 
     #[tokio::test]

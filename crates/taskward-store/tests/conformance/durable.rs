@@ -1,0 +1,287 @@
+//! The `DurableTier` story on SQLite and PostgreSQL, and PostgreSQL's plans.
+
+use chrono::Duration as ChronoDuration;
+use serde_json::json;
+use taskward_model::list::{ListQuery, ListTasksBody, PagingParams};
+use taskward_model::{time, Mode, OrgId, Scopes, TaskStatus};
+use taskward_store::{Inserted, PendingInvalidation};
+
+use crate::support::{acme, durables, id, postgres, task, tenant};
+
+#[tokio::test]
+async fn tasks_insert_get_and_compare_and_set() {
+    for (name, d) in durables().await {
+        let t = task("t1", 1);
+        assert!(
+            matches!(
+                d.tier.insert(&acme(), &t, "digest-1").await.unwrap(),
+                Inserted::Created
+            ),
+            "{name}"
+        );
+        assert_eq!(
+            d.tier.get(&acme(), &id("t1")).await.unwrap(),
+            Some(t.clone()),
+            "{name}: round trip"
+        );
+        match d
+            .tier
+            .insert(&acme(), &task("t1", 1), "digest-2")
+            .await
+            .unwrap()
+        {
+            Inserted::Exists { task, digest } => {
+                assert_eq!((*task, digest.as_str()), (t.clone(), "digest-1"), "{name}");
+            }
+            Inserted::Created => panic!("{name}: duplicate insert"),
+        }
+        // Another tenant neither sees it nor collides with it.
+        let other = tenant("acme", Mode::Live);
+        assert_eq!(d.tier.get(&other, &id("t1")).await.unwrap(), None, "{name}");
+        assert!(
+            matches!(
+                d.tier.insert(&other, &t, "x").await.unwrap(),
+                Inserted::Created
+            ),
+            "{name}"
+        );
+
+        let mut next = t.clone();
+        next.version = 2;
+        next.status = TaskStatus::Failed;
+        next.additional_data = Some(
+            json!({"error": "boom", "nested": {"k": [1, "two"]}})
+                .as_object()
+                .unwrap()
+                .clone(),
+        );
+        assert!(
+            !d.tier.replace(&acme(), &next, 7).await.unwrap(),
+            "{name}: stale version must lose"
+        );
+        assert!(d.tier.replace(&acme(), &next, 1).await.unwrap(), "{name}");
+        assert!(
+            !d.tier.replace(&acme(), &next, 1).await.unwrap(),
+            "{name}: the race is lost twice"
+        );
+        assert_eq!(
+            d.tier.get(&acme(), &id("t1")).await.unwrap(),
+            Some(next),
+            "{name}"
+        );
+        assert_eq!(
+            d.tier.get(&other, &id("t1")).await.unwrap(),
+            Some(t),
+            "{name}: the other tenant's copy untouched"
+        );
+    }
+}
+
+#[tokio::test]
+async fn listing_filters_sorts_and_pages_alike() {
+    for (name, d) in durables().await {
+        for i in 0..12 {
+            let mut t = task(&format!("l{i:02}"), 1);
+            t.additional_data = Some(
+                json!({"n": i, "tag": if i % 2 == 0 { "Even" } else { "odd" }})
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+            );
+            d.tier.insert(&acme(), &t, "d").await.unwrap();
+        }
+        let body: ListTasksBody = serde_json::from_value(json!({
+            "filters": {"AND": [{"field": "additional_data.tag", "operator": "eq", "value": "even"}],
+                        "NOT": [{"field": "additional_data.n", "operator": "gte", "value": 8}]},
+            "sort": {"field": "task_id", "direction": "asc"}
+        }))
+        .unwrap();
+        let params = PagingParams {
+            page_size: Some("2".into()),
+            include_total: Some("true".into()),
+            ..Default::default()
+        };
+        let (q, _) = ListQuery::from_body(body.clone(), &params).unwrap();
+        let page = d.tier.list(&acme(), &q).await.unwrap();
+        let ids: Vec<&str> = page.tasks.iter().map(|t| t.task_id.as_str()).collect();
+        assert_eq!(
+            (ids, page.has_more, page.total),
+            (vec!["l00", "l02"], true, Some(4)),
+            "{name}"
+        );
+
+        let cursor =
+            taskward_model::list::Cursor::after(q.sort, page.tasks.last().unwrap()).encode();
+        let params = PagingParams {
+            page_size: Some("2".into()),
+            cursor: Some(cursor),
+            ..Default::default()
+        };
+        let (q, _) = ListQuery::from_body(body, &params).unwrap();
+        let page = d.tier.list(&acme(), &q).await.unwrap();
+        let ids: Vec<&str> = page.tasks.iter().map(|t| t.task_id.as_str()).collect();
+        assert_eq!((ids, page.has_more), (vec!["l04", "l06"], false), "{name}");
+    }
+}
+
+#[tokio::test]
+async fn keys_are_found_by_hash_listed_and_revoked() {
+    for (name, d) in durables().await {
+        let store = taskward_store::TieredStore::new(
+            crate::support::memory(std::time::Duration::from_secs(60)).tier,
+            d.tier.clone(),
+        )
+        .await
+        .unwrap();
+        let (key, rec) = store
+            .create_key(
+                OrgId::parse("acme").unwrap(),
+                Mode::Live,
+                Scopes::parse("read,write").unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            store.find_key(&key).await.unwrap(),
+            Some(rec.clone()),
+            "{name}"
+        );
+        assert!(
+            store.create_first_key().await.unwrap().is_some(),
+            "{name}: the first key, once"
+        );
+        assert!(
+            store.create_first_key().await.unwrap().is_none(),
+            "{name}: never twice"
+        );
+        assert_eq!(store.list_keys().await.unwrap().len(), 2, "{name}");
+        assert!(store.revoke_key(&rec.key_id).await.unwrap(), "{name}");
+        assert!(
+            store
+                .find_key(&key)
+                .await
+                .unwrap()
+                .unwrap()
+                .revoked_at
+                .is_some(),
+            "{name}"
+        );
+        assert!(
+            !store.revoke_key(key.expose()).await.unwrap(),
+            "{name}: already revoked"
+        );
+    }
+}
+
+#[tokio::test]
+async fn pending_invalidations_keep_the_highest_version() {
+    for (name, d) in durables().await {
+        let p = |v| PendingInvalidation {
+            tenant: acme(),
+            task_id: id("t1"),
+            version: v,
+        };
+        d.tier.add_pending_invalidation(&p(3)).await.unwrap();
+        d.tier.add_pending_invalidation(&p(2)).await.unwrap();
+        assert_eq!(
+            d.tier.pending_invalidations(10).await.unwrap(),
+            vec![p(3)],
+            "{name}"
+        );
+        d.tier.add_pending_invalidation(&p(5)).await.unwrap();
+        // Clearing what was replayed (3) must not forget a newer write (5).
+        d.tier.clear_pending_invalidation(&p(3)).await.unwrap();
+        assert_eq!(
+            d.tier.count_pending_invalidations().await.unwrap(),
+            1,
+            "{name}"
+        );
+        d.tier.clear_pending_invalidation(&p(5)).await.unwrap();
+        assert_eq!(
+            d.tier.count_pending_invalidations().await.unwrap(),
+            0,
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn retention_deletes_only_old_terminal_tasks_in_batches() {
+    for (name, d) in durables().await {
+        let long_ago = time::now() - ChronoDuration::days(40);
+        for i in 0..5 {
+            let mut t = task(&format!("old{i}"), 1);
+            t.status = TaskStatus::Completed;
+            t.finished_at = Some(long_ago);
+            d.tier.insert(&acme(), &t, "d").await.unwrap();
+        }
+        let mut recent = task("recent", 1);
+        recent.status = TaskStatus::Failed;
+        recent.finished_at = Some(time::now());
+        d.tier.insert(&acme(), &recent, "d").await.unwrap();
+        let mut active = task("active", 1);
+        active.created_at = long_ago;
+        d.tier.insert(&acme(), &active, "d").await.unwrap();
+
+        let cutoff = time::now() - ChronoDuration::days(30);
+        let stop = tokio_util::sync::CancellationToken::new();
+        let deleted = taskward_store::retention::sweep(d.tier.as_ref(), cutoff, 2, &stop)
+            .await
+            .unwrap();
+        assert_eq!(deleted, 5, "{name}");
+        assert!(
+            d.tier.get(&acme(), &id("old0")).await.unwrap().is_none(),
+            "{name}"
+        );
+        assert!(
+            d.tier.get(&acme(), &id("recent")).await.unwrap().is_some(),
+            "{name}"
+        );
+        assert!(
+            d.tier.get(&acme(), &id("active")).await.unwrap().is_some(),
+            "{name}: non-terminal tasks stay"
+        );
+    }
+}
+
+#[tokio::test]
+async fn postgres_serves_tenant_listings_from_indexes() {
+    let d = postgres().await;
+    let pg = d.pg.as_ref().unwrap();
+    // Enough rows, over several tenants, for the planner to prefer an index to a scan.
+    sqlx::raw_sql(
+        "INSERT INTO tasks (org, mode, task_id, task_type, status, active, additional_data, created_at, updated_at, version, create_digest) \
+         SELECT 'org' || (i % 50), 'test', 't' || i, CASE WHEN i % 3 = 0 THEN 'thumbnail' ELSE 'materialize' END, \
+                CASE WHEN i % 4 = 0 THEN 'COMPLETED' ELSE 'PENDING' END, i % 4 <> 0, jsonb_build_object('n', i), \
+                now() - (i || ' seconds')::interval, now(), 1, 'd' \
+         FROM generate_series(1, 20000) i; ANALYZE tasks",
+    )
+    .execute(pg.pool())
+    .await
+    .unwrap();
+    let t = tenant("org7", Mode::Test);
+    for (what, body, active) in [
+        ("created_at", json!({}), false),
+        ("status", json!({"status": "PENDING"}), false),
+        ("task_type", json!({"task_type": "thumbnail"}), false),
+        ("active", json!({}), true),
+        (
+            "additional_data eq",
+            json!({"filters": {"AND": [{"field": "additional_data.n", "operator": "eq", "value": 7}]}}),
+            false,
+        ),
+    ] {
+        let (mut q, _) = ListQuery::from_body(
+            serde_json::from_value(body).unwrap(),
+            &PagingParams::default(),
+        )
+        .unwrap();
+        q.active_only = active;
+        let plan = pg.explain_list(&t, &q).await.unwrap();
+        assert!(
+            !plan.contains("Seq Scan"),
+            "{what} listing scans the table:\n{plan}"
+        );
+        assert!(plan.contains("Index"), "{what}:\n{plan}");
+    }
+}

@@ -1,0 +1,116 @@
+//! The `HotTier` story on the in-process cache and on Redis.
+
+use std::time::Duration;
+
+use taskward_model::Mode;
+
+use crate::support::{acme, hots, id, task, tenant};
+
+#[tokio::test]
+async fn put_get_version_guard_and_tombstones() {
+    for (name, h) in hots() {
+        let hot = h.tier.as_ref();
+        assert_eq!(hot.get(&acme(), &id("t1")).await.unwrap(), None, "{name}");
+        let t2 = task("t1", 2);
+        hot.put(&acme(), &t2).await.unwrap();
+        assert_eq!(
+            hot.get(&acme(), &id("t1")).await.unwrap(),
+            Some(t2),
+            "{name}: round trip"
+        );
+
+        hot.put(&acme(), &task("t1", 1)).await.unwrap();
+        assert_eq!(
+            hot.get(&acme(), &id("t1")).await.unwrap().unwrap().version,
+            2,
+            "{name}: older never replaces newer"
+        );
+        hot.put(&acme(), &task("t1", 3)).await.unwrap();
+        assert_eq!(
+            hot.get(&acme(), &id("t1")).await.unwrap().unwrap().version,
+            3,
+            "{name}"
+        );
+
+        // Tenants are separate namespaces.
+        assert_eq!(
+            hot.get(&tenant("acme", Mode::Live), &id("t1"))
+                .await
+                .unwrap(),
+            None,
+            "{name}"
+        );
+        assert_eq!(
+            hot.get(&tenant("globex", Mode::Test), &id("t1"))
+                .await
+                .unwrap(),
+            None,
+            "{name}"
+        );
+
+        // An invalidation at version 5 drops the entry and refuses anything older.
+        hot.invalidate(&acme(), &id("t1"), 5).await.unwrap();
+        assert_eq!(hot.get(&acme(), &id("t1")).await.unwrap(), None, "{name}");
+        hot.put(&acme(), &task("t1", 4)).await.unwrap();
+        assert_eq!(
+            hot.get(&acme(), &id("t1")).await.unwrap(),
+            None,
+            "{name}: stale re-warm refused"
+        );
+        hot.put(&acme(), &task("t1", 5)).await.unwrap();
+        assert_eq!(
+            hot.get(&acme(), &id("t1")).await.unwrap().unwrap().version,
+            5,
+            "{name}"
+        );
+        // An invalidation older than what is cached changes nothing.
+        hot.invalidate(&acme(), &id("t1"), 4).await.unwrap();
+        assert_eq!(
+            hot.get(&acme(), &id("t1")).await.unwrap().unwrap().version,
+            5,
+            "{name}"
+        );
+        hot.ping().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn redis_entries_carry_the_ttl_and_every_write_restarts_it() {
+    let ns = taskward_testkit::RedisPrefix::new();
+    let hot = taskward_store::RedisHot::new(
+        &ns.url,
+        &ns.prefix,
+        Duration::from_secs(3600),
+        Duration::from_secs(2),
+    )
+    .unwrap();
+    use taskward_store::HotTier;
+    hot.put(&acme(), &task("t1", 1)).await.unwrap();
+    let client = redis::Client::open(ns.url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let key = format!("{}t:acme:test:t1", ns.prefix);
+    let pttl = |c: &mut redis::aio::MultiplexedConnection| {
+        let mut c = c.clone();
+        let key = key.clone();
+        async move {
+            redis::cmd("PTTL")
+                .arg(&key)
+                .query_async::<i64>(&mut c)
+                .await
+                .unwrap()
+        }
+    };
+    let first = pttl(&mut conn).await;
+    assert!(first > 3_500_000 && first <= 3_600_000, "{first}");
+    redis::cmd("PEXPIRE")
+        .arg(&key)
+        .arg(1000)
+        .query_async::<i64>(&mut conn)
+        .await
+        .unwrap();
+    hot.put(&acme(), &task("t1", 2)).await.unwrap();
+    assert!(
+        pttl(&mut conn).await > 3_500_000,
+        "a write restarts the TTL"
+    );
+}
