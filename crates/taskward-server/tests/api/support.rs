@@ -3,7 +3,8 @@
 //!
 //! Embedded: a temp data directory. Production: the machine's Redis and PostgreSQL, each test
 //! in its own namespace (a fresh PostgreSQL schema and Redis key prefix), dropped when the test
-//! ends. `TASKWARD_TEST_DATABASE_URL` / `TASKWARD_TEST_REDIS_URL` point elsewhere.
+//! ends (see `taskward-testkit`). `TASKWARD_TEST_DATABASE_URL` / `TASKWARD_TEST_REDIS_URL`
+//! point elsewhere.
 
 use std::sync::Once;
 
@@ -13,6 +14,7 @@ use sqlx::Connection;
 use taskward_model::{Mode, OrgId, Scopes};
 use taskward_server::settings::Secret;
 use taskward_server::{Server, Settings};
+use taskward_testkit::{PgSchema, RedisPrefix};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -27,80 +29,28 @@ pub enum Shape {
     Production,
 }
 
-/// A production-shape namespace: a PostgreSQL schema and a Redis key prefix, removed on drop.
+/// A production-shape namespace: a PostgreSQL schema and a Redis key prefix of its own,
+/// removed when dropped.
 pub struct Namespace {
-    name: String,
-    database_url: String,
-    redis_url: String,
+    pg: PgSchema,
+    redis: RedisPrefix,
 }
 
 impl Namespace {
     fn new() -> Namespace {
-        let name = format!("tw_test_{}", uuid_hex());
         Namespace {
-            name,
-            database_url: std::env::var("TASKWARD_TEST_DATABASE_URL")
-                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into()),
-            redis_url: std::env::var("TASKWARD_TEST_REDIS_URL")
-                .unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
+            pg: PgSchema::new(),
+            redis: RedisPrefix::new(),
         }
     }
 
     fn apply(&self, s: &mut Settings) {
-        s.database_url = Some(Secret::new(self.database_url.clone()));
-        s.redis_url = Some(Secret::new(self.redis_url.clone()));
-        s.durable.schema = Some(self.name.clone());
+        s.database_url = Some(Secret::new(self.pg.url.clone()));
+        s.redis_url = Some(Secret::new(self.redis.url.clone()));
+        s.durable.schema = Some(self.pg.name.clone());
         s.durable.pool_size = 8;
-        s.hot.redis_prefix = format!("{}:", self.name);
+        s.hot.redis_prefix = self.redis.prefix.clone();
     }
-
-    /// Deletes this namespace's Redis keys (an empty hot tier, for tests of the fallback).
-    pub async fn clear_redis(&self) {
-        let hot = taskward_store::RedisHot::new(
-            &self.redis_url,
-            &format!("{}:", self.name),
-            std::time::Duration::from_secs(60),
-            std::time::Duration::from_secs(5),
-        )
-        .expect("redis url");
-        hot.delete_all().await.expect("redis cleanup");
-    }
-}
-
-impl Drop for Namespace {
-    fn drop(&mut self) {
-        // Drop runs outside any async context we could borrow; clean up on a thread of its own.
-        let (name, db, redis) = (
-            self.name.clone(),
-            self.database_url.clone(),
-            self.redis_url.clone(),
-        );
-        let cleanup = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                if let Ok(mut conn) = sqlx::PgConnection::connect(&db).await {
-                    let _ = sqlx::raw_sql(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"))
-                        .execute(&mut conn)
-                        .await;
-                }
-                let ns = Namespace {
-                    name: name.clone(),
-                    database_url: db,
-                    redis_url: redis,
-                };
-                ns.clear_redis().await;
-                std::mem::forget(ns);
-            });
-        });
-        let _ = cleanup.join();
-    }
-}
-
-fn uuid_hex() -> String {
-    uuid::Uuid::new_v4().simple().to_string()[..16].to_owned()
 }
 
 /// A running server. Dropping it stops the server; [`TestApp::stop`] also joins it.
@@ -215,7 +165,7 @@ impl TestApp {
     pub async fn with_empty_hot_tier(self) -> TestApp {
         match &self.namespace {
             Some(ns) => {
-                ns.clear_redis().await;
+                ns.redis.clear().await;
                 self
             }
             None => self.restart().await,
@@ -250,10 +200,10 @@ impl TestApp {
     }
 
     async fn pg(&self, ns: &Namespace) -> sqlx::PgConnection {
-        let mut conn = sqlx::PgConnection::connect(&ns.database_url)
+        let mut conn = sqlx::PgConnection::connect(&ns.pg.url)
             .await
             .expect("postgres");
-        sqlx::raw_sql(&format!("SET search_path TO \"{}\"", ns.name))
+        sqlx::raw_sql(&format!("SET search_path TO \"{}\"", ns.pg.name))
             .execute(&mut conn)
             .await
             .expect("search_path");
