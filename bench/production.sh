@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Benchmarks of the production shape (Redis + PostgreSQL), side by side in one run with the
+# baselines issue 3 names: the same server's trivial endpoint, redis-benchmark GET against the
+# same Redis, pgbench primary-key selects and single-row upserts on the same rows.
+#
+#   bench/production.sh [seconds per run, default 10]
+#
+# Needs wrk, redis-benchmark and pgbench (Debian packages wrk, redis-tools, postgresql-client)
+# and the machine's Redis (127.0.0.1:6379) and PostgreSQL (database `test`, user postgres).
+# Works in schema `taskward_bench` and Redis prefix `taskward_bench:`, removed at the end.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs=${1:-10}
+tasks=10000
+db="postgres://postgres@127.0.0.1:5432/test"
+psql_() { psql -q -h 127.0.0.1 -U postgres -d test -v ON_ERROR_STOP=1 "$@"; }
+cargo build --release -q -p taskward
+bin=$PWD/target/release/taskward
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+tmp=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+  psql_ -c 'DROP SCHEMA IF EXISTS taskward_bench CASCADE' 2>/dev/null || true
+  redis-cli --scan --pattern 'taskward_bench:*' | xargs -r redis-cli del >/dev/null
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+psql_ -c 'DROP SCHEMA IF EXISTS taskward_bench CASCADE'
+
+export TASKWARD_DATABASE_URL=$db TASKWARD_REDIS_URL=redis://127.0.0.1:6379
+export TASKWARD_DURABLE__SCHEMA=taskward_bench TASKWARD_HOT__REDIS_PREFIX=taskward_bench:
+export TASKWARD_LOG__FILTER=warn TASKWARD_DURABLE__POOL_SIZE=32
+KEY=$($bin keys create --org bench --mode test --scopes read,write 2>/dev/null)
+export KEY TASKS=$tasks
+
+start() { # extra env assignments...; sets $pid
+  env "$@" "$bin" serve --listen "127.0.0.1:$port" >/dev/null 2>"$tmp/server.log" &
+  pid=$!
+  pids+=("$pid")
+  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && return; sleep 0.1; done
+  echo "server did not start"; cat "$tmp/server.log"; exit 1
+}
+stop() { kill "$pid"; wait "$pid" 2>/dev/null || true; }
+ticks() { awk '{print $14+$15}' "/proc/$pid/stat"; }
+wrk_run() { # label, extra wrk args...; prints req/s, p99 and server CPU per request
+  local label=$1; shift
+  local t0 out t1 rps p99 n non2xx
+  t0=$(ticks)
+  out=$(wrk -t2 -c64 -d"${secs}s" --latency "$@")
+  t1=$(ticks)
+  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  p99=$(awk '$1=="99%" {print $2}' <<<"$out")
+  n=$(awk '/requests in/ {print $1}' <<<"$out")
+  non2xx=$(awk '/Non-2xx/ {print $5}' <<<"$out")
+  printf '%-34s %10s req/s  p99 %8s  CPU %6.1f us/req  non-2xx %s\n' "$label" "$rps" "$p99" \
+    "$(echo "($t1 - $t0) * 10000 / $n" | bc -l)" "${non2xx:-0}"
+}
+
+# Rows: created through the API's own schema (the server migrates it), filled with SQL.
+start
+psql_ -c "INSERT INTO taskward_bench.tasks (org, mode, task_id, task_type, status, active, inputs, additional_data,
+            description, created_at, updated_at, version, create_digest)
+          SELECT 'bench', 'test', 't' || i, 'api_buckets_batches_process', 'PENDING', true, '[\"batch_xyz789\"]',
+                 jsonb_build_object('batch_id', 'batch_' || i, 'bucket_id', 'bkt_products', 'job_id', 'ray_job_' || i),
+                 'Batch processing task in progress', now(), now(), 1, 'bench'
+          FROM generate_series(1, $tasks) i; ANALYZE taskward_bench.tasks"
+# Warm Redis (random reads cover nearly every task in a few seconds).
+wrk -t2 -c64 -d3s -s bench/lua/get_random.lua "http://127.0.0.1:$port" >/dev/null
+
+echo "== reads (wrk -t2 -c64 -d${secs}s; $tasks tasks)"
+wrk_run "trivial endpoint (/healthz)" "http://127.0.0.1:$port/healthz"
+wrk_run "GET served from Redis" -s bench/lua/get_random.lua "http://127.0.0.1:$port"
+echo "-- redis-benchmark -t get -d 600 -c 64 -P 1"
+redis-benchmark -h 127.0.0.1 -p 6379 -t get -d 600 -c 64 -P 1 -n $((secs * 60000)) -q | tr '\r' '\n' | grep -E '^GET' | tail -n 1
+stop
+
+# Misses: a TTL of 0 makes every re-warm expire at once, so each GET misses Redis, reads
+# PostgreSQL and writes Redis back, as a real miss does.
+start TASKWARD_HOT__TTL_SECS=0
+wrk_run "GET missing Redis (from PostgreSQL)" -s bench/lua/get_random.lua "http://127.0.0.1:$port"
+stop
+cat >"$tmp/select.sql" <<SQL
+\set id random(1, $tasks)
+SELECT task_id, task_type, status, inputs, outputs, additional_data, description, created_at, updated_at, started_at, finished_at, version
+  FROM taskward_bench.tasks WHERE org = 'bench' AND mode = 'test' AND task_id = 't' || :id;
+SQL
+echo "-- pgbench primary-key select (-M prepared -c 16 -j 2 -T $secs)"
+pgbench -h 127.0.0.1 -U postgres -n -M prepared -c 16 -j 2 -T "$secs" -f "$tmp/select.sql" test 2>/dev/null | grep -E '^tps'
+
+echo "== writes"
+start
+wrk_run "PATCH (durable, then Redis)" -s bench/lua/patch_random.lua "http://127.0.0.1:$port"
+stop
+cat >"$tmp/upsert.sql" <<SQL
+\set id random(1, $tasks)
+INSERT INTO taskward_bench.tasks (org, mode, task_id, task_type, status, active, additional_data, created_at, updated_at, version, create_digest)
+  VALUES ('bench', 'test', 't' || :id, 'api_buckets_batches_process', 'PENDING', true, '{"n": 1}', now(), now(), 1, 'bench')
+  ON CONFLICT (org, mode, task_id) DO UPDATE SET additional_data = excluded.additional_data, updated_at = now(), version = taskward_bench.tasks.version + 1;
+SQL
+echo "-- pgbench single-row upsert (-M prepared -c 16 -j 2 -T $secs)"
+pgbench -h 127.0.0.1 -U postgres -n -M prepared -c 16 -j 2 -T "$secs" -f "$tmp/upsert.sql" test 2>/dev/null | grep -E '^tps'
