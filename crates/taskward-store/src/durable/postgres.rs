@@ -5,7 +5,10 @@
 //! (see the migration). Every connection gets `statement_timeout` and `lock_timeout` equal to
 //! the durable timeout, so a stalled database turns into a 503 instead of a hung request.
 //! Migrations run at open under an advisory lock, so instances starting together migrate once.
+//! Compare-and-set writes are group-committed (see `commit_groups`): under load many writes
+//! share one commit, which is what bounds write throughput on a durable database.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -16,6 +19,7 @@ use sqlx::types::Json;
 use sqlx::{PgPool, Row};
 use taskward_model::list::{ListPage, ListQuery};
 use taskward_model::{KeyRecord, Mode, OrgId, Scopes, Task, TaskId, TaskStatus, Tenant};
+use tokio::sync::{mpsc, oneshot, Mutex};
 
 use super::query::{self, Arg, Dialect, Sql, TASK_COLUMNS};
 use super::sqlite::pending;
@@ -31,10 +35,27 @@ const MIGRATIONS: &[(i64, &str)] = &[(
 /// Arbitrary, fixed key of the advisory lock that serialises migrations.
 const MIGRATION_LOCK: i64 = 0x7461_736b_7761_7264; // "taskward"
 
+/// Most compare-and-set writes committed together.
+const MAX_GROUP: usize = 128;
+
+/// Group-commit workers: each drains what is queued and commits it as one statement while the
+/// others take what queues meanwhile, so commits overlap.
+const COMMITTERS: usize = 4;
+
 /// PostgreSQL durable tier.
 #[derive(Debug, Clone)]
 pub struct PostgresDurable {
     pool: PgPool,
+    writes: mpsc::Sender<Replace>,
+}
+
+/// One compare-and-set write waiting for a group commit.
+#[derive(Debug)]
+struct Replace {
+    tenant: Tenant,
+    task: Task,
+    expected: u64,
+    reply: oneshot::Sender<Result<bool, StoreError>>,
 }
 
 /// How to reach PostgreSQL.
@@ -85,7 +106,13 @@ impl PostgresDurable {
             .await
             .map_err(map_err)?;
         migrate(&pool).await?;
-        Ok(PostgresDurable { pool })
+        let (writes, queue) = mpsc::channel(4 * MAX_GROUP);
+        let queue = Arc::new(Mutex::new(queue));
+        for _ in 0..COMMITTERS {
+            // Each worker ends when every sender (every clone of this tier) is gone.
+            tokio::spawn(commit_groups(pool.clone(), queue.clone()));
+        }
+        Ok(PostgresDurable { pool, writes })
     }
 
     /// The plan PostgreSQL chooses for a listing (`EXPLAIN` text), for operators and tests.
@@ -330,30 +357,19 @@ impl DurableTier for PostgresDurable {
         task: &Task,
         expected_version: u64,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE tasks SET task_type = $1, status = $2, active = $3, inputs = $4, outputs = $5, additional_data = $6, \
-             description = $7, updated_at = $8, started_at = $9, finished_at = $10, version = $11 \
-             WHERE org = $12 AND mode = $13 AND task_id = $14 AND version = $15",
-        )
-        .bind(&task.task_type)
-        .bind(task.status.as_str())
-        .bind(!task.status.is_terminal())
-        .bind(task.inputs.as_ref().map(Json))
-        .bind(task.outputs.as_ref().map(Json))
-        .bind(task.additional_data.as_ref().map(Json))
-        .bind(&task.description)
-        .bind(task.updated_at)
-        .bind(task.started_at)
-        .bind(task.finished_at)
-        .bind(task.version as i64)
-        .bind(tenant.org.as_str())
-        .bind(tenant.mode.as_str())
-        .bind(task.task_id.as_str())
-        .bind(expected_version as i64)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
-        Ok(done.rows_affected() == 1)
+        let (reply, done) = oneshot::channel();
+        let job = Replace {
+            tenant: tenant.clone(),
+            task: task.clone(),
+            expected: expected_version,
+            reply,
+        };
+        let closed = || StoreError::Unavailable {
+            tier: "durable",
+            source: "the group committer stopped".into(),
+        };
+        self.writes.send(job).await.map_err(|_| closed())?;
+        done.await.map_err(|_| closed())?
     }
 
     async fn list(&self, tenant: &Tenant, q: &ListQuery) -> Result<ListPage, StoreError> {
@@ -505,6 +521,125 @@ impl DurableTier for PostgresDurable {
         .map_err(map_err)?;
         Ok(done.rows_affected())
     }
+}
+
+/// Group commit: concurrent compare-and-set writes go to PostgreSQL as one `UPDATE … FROM
+/// unnest(…)` statement, one commit and one WAL flush for the whole group, instead of one each.
+/// `RETURNING v.idx` names the writes that won; the rest lost their race (the version moved),
+/// exactly as they would have alone. Two writes to the same task in one group expect the same
+/// version, so at most one wins, and `RETURNING` says which.
+async fn commit_groups(pool: PgPool, queue: Arc<Mutex<mpsc::Receiver<Replace>>>) {
+    loop {
+        let mut group = Vec::new();
+        {
+            let mut rx = queue.lock().await;
+            match rx.recv().await {
+                Some(job) => group.push(job),
+                None => return,
+            }
+            while group.len() < MAX_GROUP {
+                match rx.try_recv() {
+                    Ok(job) => group.push(job),
+                    Err(_) => break,
+                }
+            }
+        }
+        // Every group locks its rows in key order, so concurrent groups wait for one another
+        // instead of deadlocking.
+        group.sort_by(|a, b| {
+            (
+                a.tenant.org.as_str(),
+                a.tenant.mode.as_str(),
+                a.task.task_id.as_str(),
+            )
+                .cmp(&(
+                    b.tenant.org.as_str(),
+                    b.tenant.mode.as_str(),
+                    b.task.task_id.as_str(),
+                ))
+        });
+        match update_group(&pool, &group).await {
+            Ok(won) => {
+                for (i, job) in group.into_iter().enumerate() {
+                    let _ = job.reply.send(Ok(won.contains(&(i as i32))));
+                }
+            }
+            Err(e) => {
+                let transient = matches!(e, StoreError::Unavailable { .. });
+                let message = e.to_string();
+                for job in group {
+                    let err = if transient {
+                        StoreError::Unavailable {
+                            tier: "durable",
+                            source: message.clone().into(),
+                        }
+                    } else {
+                        StoreError::internal(message.clone())
+                    };
+                    let _ = job.reply.send(Err(err));
+                }
+            }
+        }
+    }
+}
+
+async fn update_group(pool: &PgPool, group: &[Replace]) -> Result<Vec<i32>, StoreError> {
+    let mut inputs = Vec::with_capacity(group.len());
+    let mut outputs = Vec::with_capacity(group.len());
+    for j in group {
+        inputs.push(
+            j.task
+                .inputs
+                .as_ref()
+                .map(serde_json::to_value)
+                .transpose()
+                .map_err(StoreError::internal)?,
+        );
+        outputs.push(
+            j.task
+                .outputs
+                .as_ref()
+                .map(serde_json::to_value)
+                .transpose()
+                .map_err(StoreError::internal)?,
+        );
+    }
+    let data: Vec<Option<Value>> = group
+        .iter()
+        .map(|j| j.task.additional_data.clone().map(Value::Object))
+        .collect();
+    let won: Vec<i32> = sqlx::query_scalar(
+        "UPDATE tasks AS t SET task_type = v.task_type, status = v.status, active = v.active, inputs = v.inputs, \
+         outputs = v.outputs, additional_data = v.additional_data, description = v.description, \
+         updated_at = v.updated_at, started_at = v.started_at, finished_at = v.finished_at, version = v.version \
+         FROM unnest($1::int4[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bool[], $8::jsonb[], \
+                     $9::jsonb[], $10::jsonb[], $11::text[], $12::timestamptz[], $13::timestamptz[], $14::timestamptz[], \
+                     $15::int8[], $16::int8[]) \
+           AS v(idx, org, mode, task_id, task_type, status, active, inputs, outputs, additional_data, description, \
+                updated_at, started_at, finished_at, version, expected) \
+         WHERE t.org = v.org AND t.mode = v.mode AND t.task_id = v.task_id AND t.version = v.expected \
+         RETURNING v.idx",
+    )
+    .bind((0..group.len() as i32).collect::<Vec<i32>>())
+    .bind(group.iter().map(|j| j.tenant.org.as_str()).collect::<Vec<_>>())
+    .bind(group.iter().map(|j| j.tenant.mode.as_str()).collect::<Vec<_>>())
+    .bind(group.iter().map(|j| j.task.task_id.as_str()).collect::<Vec<_>>())
+    .bind(group.iter().map(|j| j.task.task_type.as_str()).collect::<Vec<_>>())
+    .bind(group.iter().map(|j| j.task.status.as_str()).collect::<Vec<_>>())
+    .bind(group.iter().map(|j| !j.task.status.is_terminal()).collect::<Vec<_>>())
+    .bind(inputs)
+    .bind(outputs)
+    .bind(data)
+    .bind(group.iter().map(|j| j.task.description.clone()).collect::<Vec<_>>())
+    .bind(group.iter().map(|j| j.task.updated_at).collect::<Vec<_>>())
+    .bind(group.iter().map(|j| j.task.started_at).collect::<Vec<_>>())
+    .bind(group.iter().map(|j| j.task.finished_at).collect::<Vec<_>>())
+    .bind(group.iter().map(|j| j.task.version as i64).collect::<Vec<_>>())
+    .bind(group.iter().map(|j| j.expected as i64).collect::<Vec<_>>())
+    .fetch_all(pool)
+    .await
+    .map_err(map_err)?;
+    Ok(won)
 }
 
 async fn insert_key<'c, E: sqlx::Executor<'c, Database = sqlx::Postgres>>(
