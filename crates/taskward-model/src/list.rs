@@ -263,14 +263,28 @@ impl Cursor {
     }
 }
 
-/// The paging query parameters, as received (all optional text, checked by [`Paging::parse`]).
-#[derive(Debug, Clone, Default, Deserialize)]
+/// The paging query parameters, as received (all optional text, checked by [`Paging::parse`]
+/// so that a bad value gets a message naming it). The documented types are what they must parse
+/// as.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PagingParams {
+    /// 1-based page (default 1).
+    #[param(value_type = Option<u64>, minimum = 1)]
     pub page: Option<String>,
+    /// 1 to 1000 (default 10).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     pub page_size: Option<String>,
+    /// Alternative to page_size.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     pub limit: Option<String>,
+    /// Alternative to page.
+    #[param(value_type = Option<u64>)]
     pub offset: Option<String>,
+    /// Opaque keyset cursor from `pagination.next_cursor`.
     pub cursor: Option<String>,
+    /// Count all matching tasks (`total`, `total_pages`).
+    #[param(value_type = Option<bool>)]
     pub include_total: Option<String>,
 }
 

@@ -71,14 +71,7 @@ pub async fn get_task(
 /// List active (non-terminal) tasks, newest first.
 #[utoipa::path(
     get, path = "/v1/tasks", tag = "tasks",
-    params(
-        ("page" = Option<u64>, Query, description = "1-based page (default 1)"),
-        ("page_size" = Option<u32>, Query, description = "1 to 1000 (default 10)"),
-        ("limit" = Option<u32>, Query, description = "Alternative to page_size"),
-        ("offset" = Option<u64>, Query, description = "Alternative to page"),
-        ("cursor" = Option<String>, Query, description = "Opaque keyset cursor from next_cursor"),
-        ("include_total" = Option<bool>, Query, description = "Count all matching tasks"),
-    ),
+    params(PagingParams),
     responses(
         (status = 200, body = ListResponse),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
@@ -104,14 +97,7 @@ pub async fn list_active_tasks(
 /// List tasks with status, type, filters, search and sort.
 #[utoipa::path(
     post, path = "/v1/tasks/list", tag = "tasks",
-    params(
-        ("page" = Option<u64>, Query, description = "1-based page (default 1)"),
-        ("page_size" = Option<u32>, Query, description = "1 to 1000 (default 10)"),
-        ("limit" = Option<u32>, Query, description = "Alternative to page_size"),
-        ("offset" = Option<u64>, Query, description = "Alternative to page"),
-        ("cursor" = Option<String>, Query, description = "Opaque keyset cursor from next_cursor"),
-        ("include_total" = Option<bool>, Query, description = "Count all matching tasks"),
-    ),
+    params(PagingParams),
     request_body(content = ListTasksBody, description = "All keys optional; an empty body lists everything"),
     responses(
         (status = 200, body = ListResponse),
