@@ -100,6 +100,9 @@ impl PostgresDurable {
             pool.close().await;
         }
         let pool = PgPoolOptions::new()
+            // No ping before every use: it doubles the round trips of every query. A connection
+            // that died (PostgreSQL restarted) fails its next query with 503 and is replaced.
+            .test_before_acquire(false)
             .max_connections(opts.pool_size.max(1))
             .acquire_timeout(opts.timeout)
             .connect_with(connect)

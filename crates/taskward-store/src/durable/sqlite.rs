@@ -53,6 +53,9 @@ impl SqliteDurable {
             .busy_timeout(busy_timeout)
             .with_regexp();
         let writer = SqlitePoolOptions::new()
+            // A local file connection does not die; a ping per use would only cost a round trip
+            // to its worker thread.
+            .test_before_acquire(false)
             .max_connections(1)
             .acquire_timeout(busy_timeout)
             .connect_with(opts.clone())
@@ -60,6 +63,9 @@ impl SqliteDurable {
             .map_err(map_err)?;
         migrate(&writer).await?;
         let reader = SqlitePoolOptions::new()
+            // A local file connection does not die; a ping per use would only cost a round trip
+            // to its worker thread.
+            .test_before_acquire(false)
             .max_connections(4)
             .acquire_timeout(busy_timeout)
             .connect_with(opts)
