@@ -486,3 +486,46 @@ async fn env_vars_select_listen_and_data_dir() {
     );
     serve.stop().await;
 }
+
+#[tokio::test]
+async fn the_production_shape_prints_no_key_and_keys_work_against_postgres() {
+    let tmp = TempDir::new().unwrap();
+    let schema = taskward_testkit::PgSchema::new();
+    let redis = taskward_testkit::RedisPrefix::new();
+    let production = |cmd: &mut Command| {
+        cmd.env("TASKWARD_DATABASE_URL", &schema.url)
+            .env("TASKWARD_DURABLE__SCHEMA", &schema.name)
+            .env("TASKWARD_REDIS_URL", &redis.url)
+            .env("TASKWARD_HOT__REDIS_PREFIX", &redis.prefix);
+    };
+    let data = tmp.path().join("unused");
+    let mut serve = Serve::start_with(tmp.path(), &data, production);
+    serve.wait_healthy().await;
+
+    let mut create = taskward(tmp.path());
+    create.args([
+        "keys",
+        "create",
+        "--org",
+        "acme",
+        "--mode",
+        "live",
+        "--scopes",
+        "read,write",
+    ]);
+    production(&mut create);
+    let key = stdout_of(&run(&mut create)).trim().to_owned();
+    assert!(key.starts_with("sk_live_"), "{key}");
+    let id = create_ok(&serve, &key, "thumbnail").await;
+    assert_eq!(get_task(&serve, &key, &id).await.status(), 200);
+
+    let stdout = serve.stop().await;
+    assert!(
+        keys_in(&stdout, "sk_").is_empty(),
+        "a production server printed a key: {stdout}"
+    );
+    assert!(
+        !data.exists(),
+        "the production shape wrote an embedded data dir"
+    );
+}

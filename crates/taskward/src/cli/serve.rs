@@ -24,8 +24,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let settings = args.store.settings(args.listen)?;
     init_logging(&settings.log);
     let data_dir = settings.data_dir.clone();
+    // Only the embedded shape mints a key by itself: a production deployment's stdout usually
+    // ends up in a log pipeline, and its operators mint keys with `taskward keys create`.
+    let embedded = settings.database_url.is_none();
     let server = Server::bind(settings).await?;
-    if let Some(key) = server.state().store.create_first_key().await? {
+    let first_key = if embedded {
+        server.state().store.create_first_key().await?
+    } else {
+        None
+    };
+    if let Some(key) = first_key {
         // On stdout, not in the log: keys never go into log lines.
         let mut out = std::io::stdout().lock();
         writeln!(
