@@ -195,14 +195,78 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
         if s == "*" {
             return Ok(IfMatch(None));
         }
-        let s = s.strip_prefix("W/").unwrap_or(s);
-        let s = s
-            .strip_prefix('"')
-            .and_then(|s| s.strip_suffix('"'))
-            .unwrap_or(s);
-        s.parse::<u64>()
-            .map(|v| IfMatch(Some(v)))
-            .map_err(|_| bad())
+        etag_version(s).map(|v| IfMatch(Some(v))).ok_or_else(bad)
+    }
+}
+
+/// The version in one entity tag: `"<version>"`, `W/"<version>"` or a bare number.
+fn etag_version(tag: &str) -> Option<u64> {
+    let tag = tag.trim();
+    let tag = tag.strip_prefix("W/").unwrap_or(tag);
+    let tag = tag
+        .strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .unwrap_or(tag);
+    tag.parse().ok()
+}
+
+/// `If-None-Match`: the versions the client already holds (a list of ETags as sent in `ETag`,
+/// weak ones too), or `*` for "any version".
+#[derive(Debug, Default, PartialEq, Eq)]
+pub enum IfNoneMatch {
+    #[default]
+    Absent,
+    Any,
+    Versions(Vec<u64>),
+}
+
+impl IfNoneMatch {
+    /// Whether a task at `version` is one the client already has (then the answer is 304).
+    pub fn matches(&self, version: u64) -> bool {
+        match self {
+            IfNoneMatch::Absent => false,
+            IfNoneMatch::Any => true,
+            IfNoneMatch::Versions(v) => v.contains(&version),
+        }
+    }
+
+    /// The client's version when it names exactly one.
+    pub fn single(&self) -> Option<u64> {
+        match self {
+            IfNoneMatch::Versions(v) if v.len() == 1 => Some(v[0]),
+            _ => None,
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for IfNoneMatch {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let bad = || {
+            ApiError::Invalid(Invalid::new(
+                "If-None-Match",
+                "must be `*` or a list of ETags, \"<version>\", as sent in ETag",
+            ))
+        };
+        let mut versions = Vec::new();
+        let mut any = false;
+        let mut present = false;
+        for value in parts.headers.get_all(header::IF_NONE_MATCH) {
+            present = true;
+            for tag in value.to_str().map_err(|_| bad())?.split(',') {
+                if tag.trim() == "*" {
+                    any = true;
+                } else {
+                    versions.push(etag_version(tag).ok_or_else(bad)?);
+                }
+            }
+        }
+        Ok(match (present, any) {
+            (false, _) => IfNoneMatch::Absent,
+            (true, true) => IfNoneMatch::Any,
+            (true, false) => IfNoneMatch::Versions(versions),
+        })
     }
 }
 

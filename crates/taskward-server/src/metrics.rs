@@ -157,9 +157,12 @@ pub async fn render(State(state): State<AppState>) -> Response {
         "# HELP taskward_pending_invalidations Hot-tier invalidations waiting for the hot tier.\n\
          # TYPE taskward_pending_invalidations gauge\ntaskward_pending_invalidations {}\n\
          # HELP taskward_hot_suspect 1 while reads bypass the hot tier.\n\
-         # TYPE taskward_hot_suspect gauge\ntaskward_hot_suspect {}\n",
+         # TYPE taskward_hot_suspect gauge\ntaskward_hot_suspect {}\n\
+         # HELP taskward_long_poll_tasks Tasks that long-poll requests are waiting on.\n\
+         # TYPE taskward_long_poll_tasks gauge\ntaskward_long_poll_tasks {}\n",
         s.pending_invalidations.load(Ordering::Relaxed),
         u8::from(state.store.hot_suspect()),
+        state.store.changes().watched_tasks(),
     );
     let _ = prometheus_client::encoding::text::encode_eof(&mut out);
     (

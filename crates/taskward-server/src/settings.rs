@@ -120,6 +120,9 @@ pub struct LimitSettings {
     pub max_body_bytes: usize,
     /// Deepest JSON nesting accepted in a body (deeper: 422).
     pub max_json_depth: usize,
+    /// Longest long-poll a client may ask for with `GET /v1/tasks/{id}?wait=<seconds>`, in
+    /// seconds; longer requests are cut to it.
+    pub max_wait_secs: u64,
 }
 
 impl Default for LimitSettings {
@@ -127,6 +130,7 @@ impl Default for LimitSettings {
         LimitSettings {
             max_body_bytes: 1024 * 1024,
             max_json_depth: 32,
+            max_wait_secs: 60,
         }
     }
 }

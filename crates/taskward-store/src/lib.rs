@@ -5,12 +5,14 @@
 //! [`DurableTier`]; adding one (Redis, PostgreSQL) changes nothing above this crate. This crate
 //! knows nothing of HTTP.
 
+pub mod changes;
 pub mod durable;
 pub mod hot;
 pub mod keys;
 pub mod retention;
 pub mod tiered;
 
+pub use changes::{Changes, Watch};
 pub use durable::postgres::{PostgresDurable, PostgresOptions};
 pub use durable::{sqlite::SqliteDurable, DurableTier, Inserted, PendingInvalidation};
 pub use hot::{memory::MemoryHot, redis::RedisHot, HotTier};

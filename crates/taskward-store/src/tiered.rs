@@ -22,6 +22,7 @@ use taskward_model::list::{ListPage, ListQuery};
 use taskward_model::{time, CreateTask, Task, TaskId, Tenant, UpdateTask};
 use tokio_util::sync::CancellationToken;
 
+use crate::changes::Changes;
 use crate::durable::{DurableTier, Inserted, PendingInvalidation};
 use crate::hot::{HotError, HotTier};
 use crate::StoreError;
@@ -110,6 +111,8 @@ pub struct TieredStore {
     /// The hot tier may hold stale entries: skip it until the pending invalidations replay.
     suspect: Arc<AtomicBool>,
     stats: Arc<StoreStats>,
+    /// Long-poll waiters of this process.
+    changes: Arc<Changes>,
 }
 
 impl TieredStore {
@@ -125,12 +128,18 @@ impl TieredStore {
             durable,
             suspect: Arc::new(AtomicBool::new(pending > 0)),
             stats: Arc::new(StoreStats::default()),
+            changes: Arc::new(Changes::default()),
         })
     }
 
     /// The counters.
     pub fn stats(&self) -> &StoreStats {
         &self.stats
+    }
+
+    /// The long-poll registry (for metrics).
+    pub fn changes(&self) -> &Changes {
+        &self.changes
     }
 
     /// Whether reads and writes currently bypass the hot tier.
@@ -198,6 +207,50 @@ impl TieredStore {
             }
         }
         Ok((task, Source::Durable))
+    }
+
+    /// Like [`TieredStore::get`], but never older than `min_version`: a change announced by
+    /// another instance may reach us before that instance has written its hot entry.
+    async fn get_at_least(
+        &self,
+        tenant: &Tenant,
+        id: &TaskId,
+        min_version: u64,
+    ) -> Result<(Task, Source), StoreError> {
+        let (task, source) = self.get(tenant, id).await?;
+        if task.version >= min_version || source == Source::Durable {
+            return Ok((task, source));
+        }
+        let task = self
+            .durable_get(tenant, id)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        Ok((task, Source::Durable))
+    }
+
+    /// Long-poll: the task as soon as its version is no longer `unchanged` or it is terminal
+    /// (at once if that is already so), else as it is at `deadline`. Writes through any
+    /// instance sharing the durable tier wake the wait (see [`DurableTier::forward_changes`]).
+    pub async fn wait_for_change(
+        &self,
+        tenant: &Tenant,
+        id: &TaskId,
+        unchanged: u64,
+        deadline: tokio::time::Instant,
+    ) -> Result<(Task, Source), StoreError> {
+        let watch = self.changes.watch(tenant, id);
+        loop {
+            // Registered before the read, so a write committed after the read still wakes us.
+            let changed = watch.changed();
+            let (task, source) = self.get_at_least(tenant, id, watch.announced()).await?;
+            if task.version != unchanged || task.status.is_terminal() {
+                return Ok((task, source));
+            }
+            tokio::select! {
+                _ = changed => {}
+                _ = tokio::time::sleep_until(deadline) => return Ok((task, source)),
+            }
+        }
     }
 
     /// Records a new task; the same id with the same content again is an idempotent retry.
@@ -292,6 +345,8 @@ impl TieredStore {
             .map_err(|e| self.durable_err(e))?;
         if stored {
             self.write_hot(tenant, next).await;
+            // After the hot write, so a woken reader finds the new version there.
+            self.changes.publish(tenant, &next.task_id, next.version);
         }
         Ok(stored)
     }
@@ -332,9 +387,17 @@ impl TieredStore {
         }
     }
 
-    /// Replays pending invalidations (then trusts the hot tier again) and sweeps expired
-    /// terminal tasks, until `shutdown`.
+    /// Until `shutdown`: replays pending invalidations (then trusts the hot tier again), sweeps
+    /// expired terminal tasks, and relays other instances' writes to this one's waiters.
     pub async fn run_maintenance(&self, m: Maintenance, shutdown: CancellationToken) {
+        tokio::join!(
+            self.durable
+                .forward_changes(self.changes.clone(), shutdown.clone()),
+            self.housekeeping(m, shutdown.clone()),
+        );
+    }
+
+    async fn housekeeping(&self, m: Maintenance, shutdown: CancellationToken) {
         let mut replay = tokio::time::interval(m.replay_every);
         let mut sweep = tokio::time::interval(m.sweep_every);
         replay.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -7,15 +7,18 @@ use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Serialize;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
 use taskward_model::list::{ListQuery, ListResponse, ListTasksBody, Paging, PagingParams, Sort};
+use taskward_model::Invalid;
 use taskward_model::{CreateTask, ErrorBody, Scope, Task, TaskResponse, UpdateTask};
 use taskward_store::{Killed, Source};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::extract::{ApiJson, ApiJsonOrEmpty, ApiQuery, IfMatch, TaskIdPath};
+use crate::extract::{ApiJson, ApiJsonOrEmpty, ApiQuery, IfMatch, IfNoneMatch, TaskIdPath};
 use crate::state::AppState;
 
 /// A task with its `ETag: "<version>"`.
@@ -46,12 +49,50 @@ pub struct KillResponse {
     pub message: String,
 }
 
-/// Get one task.
+/// Query of `GET /v1/tasks/{task_id}`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct GetParams {
+    /// Long-poll: wait up to this many seconds (capped by the server's `max_wait_secs`,
+    /// default 60) for the task to change from the version in `If-None-Match` (or, without
+    /// it, from its current version). Answers at once when the task is terminal or differs.
+    #[param(value_type = Option<f64>, minimum = 0)]
+    pub wait: Option<String>,
+}
+
+impl GetParams {
+    /// The wait asked for, cut to `max`; `None` for no wait.
+    fn wait(&self, max: Duration) -> Result<Option<Duration>, ApiError> {
+        let Some(raw) = self.wait.as_deref() else {
+            return Ok(None);
+        };
+        let secs: f64 = raw
+            .trim()
+            .parse()
+            .ok()
+            .filter(|s: &f64| s.is_finite() && *s >= 0.0)
+            .ok_or_else(|| {
+                ApiError::Invalid(Invalid::new(
+                    "wait",
+                    "must be a number of seconds, 0 or more",
+                ))
+            })?;
+        let wait = Duration::from_secs_f64(secs.min(max.as_secs_f64()));
+        Ok((!wait.is_zero()).then_some(wait))
+    }
+}
+
+/// Get one task; with `?wait=` and `If-None-Match`, wait for it to change (long-poll).
 #[utoipa::path(
     get, path = "/v1/tasks/{task_id}", tag = "tasks",
-    params(("task_id" = String, Path, description = "The task's id")),
+    params(
+        ("task_id" = String, Path, description = "The task's id"),
+        ("If-None-Match" = Option<String>, Header, description = "ETags the client holds: 304 if the task still has one of these versions"),
+        GetParams,
+    ),
     responses(
         (status = 200, description = "The task; `ETag` carries its version", body = TaskResponse),
+        (status = 304, description = "The task's version is one in If-None-Match (after any wait)"),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, description = "Unknown (or another tenant's) task", body = ErrorBody),
         (status = 422, body = ErrorBody), (status = 503, body = ErrorBody),
@@ -62,10 +103,47 @@ pub async fn get_task(
     State(state): State<AppState>,
     caller: Caller,
     TaskIdPath(id): TaskIdPath,
+    if_none_match: IfNoneMatch,
+    ApiQuery(params): ApiQuery<GetParams>,
 ) -> Result<Response, ApiError> {
     caller.require(Scope::Read)?;
-    let (task, source) = state.store.get(&caller.tenant, &id).await?;
-    Ok(task_response(StatusCode::OK, task, source))
+    let max_wait = Duration::from_secs(state.settings.limits.max_wait_secs);
+    let store = &state.store;
+    let (task, source) = match params.wait(max_wait)? {
+        None => store.get(&caller.tenant, &id).await?,
+        Some(wait) => {
+            let deadline = tokio::time::Instant::now() + wait;
+            let unchanged = match if_none_match.single() {
+                Some(version) => version,
+                // No single version to compare with: wait for a change from the current one.
+                None => {
+                    let (task, source) = store.get(&caller.tenant, &id).await?;
+                    let stale = if_none_match != IfNoneMatch::Absent
+                        && !if_none_match.matches(task.version);
+                    if task.status.is_terminal() || stale {
+                        return Ok(respond(&if_none_match, task, source));
+                    }
+                    task.version
+                }
+            };
+            store
+                .wait_for_change(&caller.tenant, &id, unchanged, deadline)
+                .await?
+        }
+    };
+    Ok(respond(&if_none_match, task, source))
+}
+
+/// 304 when the client already holds this version, else the task.
+fn respond(if_none_match: &IfNoneMatch, task: Task, source: Source) -> Response {
+    if if_none_match.matches(task.version) {
+        let mut res = StatusCode::NOT_MODIFIED.into_response();
+        if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", task.version)) {
+            res.headers_mut().insert(header::ETAG, etag);
+        }
+        return res;
+    }
+    task_response(StatusCode::OK, task, source)
 }
 
 /// List active (non-terminal) tasks, newest first.

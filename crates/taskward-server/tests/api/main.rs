@@ -5,6 +5,7 @@ mod auth;
 mod bad_input;
 mod concurrency;
 mod listing;
+mod long_poll;
 mod support;
 mod tasks;
 

@@ -160,6 +160,15 @@ impl TestApp {
         start(settings, dir, namespace).await
     }
 
+    /// Another instance over the same tiers (production shape: the same schema and key
+    /// prefix), as a second process of a deployment would be. It does not own the namespace.
+    #[allow(dead_code)] // not every test binary uses it
+    pub async fn second_instance(&self) -> TestApp {
+        let mut settings = self.settings.clone();
+        settings.listen = "127.0.0.1:0".parse().expect("addr");
+        start(settings, tempfile::tempdir().expect("temp dir"), None).await
+    }
+
     /// The same data behind an empty hot tier: a new process for the in-process cache, the
     /// namespace's keys deleted for Redis.
     pub async fn with_empty_hot_tier(self) -> TestApp {

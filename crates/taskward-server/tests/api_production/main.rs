@@ -9,6 +9,8 @@ mod bad_input;
 mod concurrency;
 #[path = "../api/listing.rs"]
 mod listing;
+#[path = "../api/long_poll.rs"]
+mod long_poll;
 #[path = "../api/support.rs"]
 mod support;
 #[path = "../api/tasks.rs"]

@@ -8,11 +8,16 @@ pub mod postgres;
 mod query;
 pub mod sqlite;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use taskward_model::list::{ListPage, ListQuery};
 use taskward_model::{KeyRecord, Task, TaskId, Tenant};
 
+use tokio_util::sync::CancellationToken;
+
+use crate::changes::Changes;
 use crate::StoreError;
 
 /// The outcome of inserting a new task.
@@ -102,4 +107,11 @@ pub trait DurableTier: Send + Sync + std::fmt::Debug + 'static {
         cutoff: DateTime<Utc>,
         limit: u32,
     ) -> Result<u64, StoreError>;
+
+    /// Announces to `changes` every task write committed to this tier by any process (other
+    /// instances included), until `stop`. A back-end that only one process writes to (the
+    /// embedded file) has nothing to add to the process's own announcements and returns at once.
+    async fn forward_changes(&self, changes: Arc<Changes>, stop: CancellationToken) {
+        let _ = (changes, stop);
+    }
 }

@@ -14,16 +14,18 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions, PgRow};
 use sqlx::types::Json;
 use sqlx::{PgPool, Row};
 use taskward_model::list::{ListPage, ListQuery};
 use taskward_model::{KeyRecord, Mode, OrgId, Scopes, Task, TaskId, TaskStatus, Tenant};
 use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio_util::sync::CancellationToken;
 
 use super::query::{self, Arg, Dialect, Sql, TASK_COLUMNS};
 use super::sqlite::pending;
 use super::{DurableTier, Inserted, PendingInvalidation};
+use crate::changes::{parse_change, Changes};
 use crate::StoreError;
 
 /// Migrations in order; applied ones are recorded in `schema_migrations`.
@@ -47,6 +49,8 @@ const COMMITTERS: usize = 4;
 pub struct PostgresDurable {
     pool: PgPool,
     writes: mpsc::Sender<Replace>,
+    /// `LISTEN/NOTIFY` channel of this schema's task changes.
+    channel: Arc<str>,
 }
 
 /// One compare-and-set write waiting for a group commit.
@@ -109,13 +113,23 @@ impl PostgresDurable {
             .await
             .map_err(map_err)?;
         migrate(&pool).await?;
+        // Channels are database-wide: one per schema keeps instances of separate deployments
+        // (and parallel tests) sharing a database out of each other's wake-ups.
+        let channel: Arc<str> = match &opts.schema {
+            Some(schema) => format!("taskward_changes:{schema}").into(),
+            None => "taskward_changes".into(),
+        };
         let (writes, queue) = mpsc::channel(4 * MAX_GROUP);
         let queue = Arc::new(Mutex::new(queue));
         for _ in 0..COMMITTERS {
             // Each worker ends when every sender (every clone of this tier) is gone.
-            tokio::spawn(commit_groups(pool.clone(), queue.clone()));
+            tokio::spawn(commit_groups(pool.clone(), queue.clone(), channel.clone()));
         }
-        Ok(PostgresDurable { pool, writes })
+        Ok(PostgresDurable {
+            pool,
+            writes,
+            channel,
+        })
     }
 
     /// The plan PostgreSQL chooses for a listing (`EXPLAIN` text), for operators and tests.
@@ -524,6 +538,55 @@ impl DurableTier for PostgresDurable {
         .map_err(map_err)?;
         Ok(done.rows_affected())
     }
+
+    async fn forward_changes(&self, changes: Arc<Changes>, stop: CancellationToken) {
+        const MAX_BACKOFF: Duration = Duration::from_secs(5);
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let listen = async {
+                let mut listener = PgListener::connect_with(&self.pool).await?;
+                listener.listen(&self.channel).await?;
+                Ok::<_, sqlx::Error>(listener)
+            };
+            let mut listener = tokio::select! {
+                _ = stop.cancelled() => return,
+                listening = listen => match listening {
+                    Ok(listener) => listener,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot LISTEN for task changes; retrying");
+                        tokio::select! {
+                            _ = stop.cancelled() => return,
+                            _ = tokio::time::sleep(backoff) => {}
+                        }
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                        continue;
+                    }
+                },
+            };
+            backoff = Duration::from_millis(100);
+            // Changes committed while we were not listening were not heard: every waiter
+            // re-reads its task.
+            changes.wake_all();
+            loop {
+                let received = tokio::select! {
+                    _ = stop.cancelled() => return,
+                    received = listener.try_recv() => received,
+                };
+                match received {
+                    Ok(Some(n)) => match parse_change(n.payload()) {
+                        Some((key, version)) => changes.publish_key(key, version),
+                        None => tracing::warn!(payload = n.payload(), "unreadable change message"),
+                    },
+                    // The connection dropped: listen again on a fresh one (then wake all).
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "LISTEN connection failed; reconnecting");
+                        break;
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Group commit: concurrent compare-and-set writes go to PostgreSQL as one `UPDATE … FROM
@@ -531,7 +594,11 @@ impl DurableTier for PostgresDurable {
 /// `RETURNING v.idx` names the writes that won; the rest lost their race (the version moved),
 /// exactly as they would have alone. Two writes to the same task in one group expect the same
 /// version, so at most one wins, and `RETURNING` says which.
-async fn commit_groups(pool: PgPool, queue: Arc<Mutex<mpsc::Receiver<Replace>>>) {
+async fn commit_groups(
+    pool: PgPool,
+    queue: Arc<Mutex<mpsc::Receiver<Replace>>>,
+    channel: Arc<str>,
+) {
     loop {
         let mut group = Vec::new();
         {
@@ -561,7 +628,7 @@ async fn commit_groups(pool: PgPool, queue: Arc<Mutex<mpsc::Receiver<Replace>>>)
                     b.task.task_id.as_str(),
                 ))
         });
-        match update_group(&pool, &group).await {
+        match update_group(&pool, &group, &channel).await {
             Ok(won) => {
                 for (i, job) in group.into_iter().enumerate() {
                     let _ = job.reply.send(Ok(won.contains(&(i as i32))));
@@ -586,7 +653,11 @@ async fn commit_groups(pool: PgPool, queue: Arc<Mutex<mpsc::Receiver<Replace>>>)
     }
 }
 
-async fn update_group(pool: &PgPool, group: &[Replace]) -> Result<Vec<i32>, StoreError> {
+async fn update_group(
+    pool: &PgPool,
+    group: &[Replace],
+    channel: &str,
+) -> Result<Vec<i32>, StoreError> {
     let mut inputs = Vec::with_capacity(group.len());
     let mut outputs = Vec::with_capacity(group.len());
     for j in group {
@@ -611,8 +682,10 @@ async fn update_group(pool: &PgPool, group: &[Replace]) -> Result<Vec<i32>, Stor
         .iter()
         .map(|j| j.task.additional_data.clone().map(Value::Object))
         .collect();
+    // Each won write is announced on `channel` in the same transaction, so other instances'
+    // long-poll waiters hear of exactly the committed writes, as they commit.
     let won: Vec<i32> = sqlx::query_scalar(
-        "UPDATE tasks AS t SET task_type = v.task_type, status = v.status, active = v.active, inputs = v.inputs, \
+        "WITH won AS (UPDATE tasks AS t SET task_type = v.task_type, status = v.status, active = v.active, inputs = v.inputs, \
          outputs = v.outputs, additional_data = v.additional_data, description = v.description, \
          updated_at = v.updated_at, started_at = v.started_at, finished_at = v.finished_at, version = v.version \
          FROM unnest($1::int4[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bool[], $8::jsonb[], \
@@ -621,7 +694,8 @@ async fn update_group(pool: &PgPool, group: &[Replace]) -> Result<Vec<i32>, Stor
            AS v(idx, org, mode, task_id, task_type, status, active, inputs, outputs, additional_data, description, \
                 updated_at, started_at, finished_at, version, expected) \
          WHERE t.org = v.org AND t.mode = v.mode AND t.task_id = v.task_id AND t.version = v.expected \
-         RETURNING v.idx",
+         RETURNING v.idx, t.org, t.mode, t.task_id, t.version) \
+         SELECT won.idx FROM won, pg_notify($17, won.org || ' ' || won.mode || ' ' || won.task_id || ' ' || won.version) AS n",
     )
     .bind((0..group.len() as i32).collect::<Vec<i32>>())
     .bind(group.iter().map(|j| j.tenant.org.as_str()).collect::<Vec<_>>())
@@ -639,6 +713,7 @@ async fn update_group(pool: &PgPool, group: &[Replace]) -> Result<Vec<i32>, Stor
     .bind(group.iter().map(|j| j.task.finished_at).collect::<Vec<_>>())
     .bind(group.iter().map(|j| j.task.version as i64).collect::<Vec<_>>())
     .bind(group.iter().map(|j| j.expected as i64).collect::<Vec<_>>())
+    .bind(channel)
     .fetch_all(pool)
     .await
     .map_err(map_err)?;

@@ -1,0 +1,253 @@
+//! Conditional GET (`If-None-Match` → 304) and long-poll (`?wait=`): wakes on a change, on a
+//! terminal transition, at the timeout, across two instances (production shape).
+
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, Response, StatusCode};
+use serde_json::{json, Value};
+
+use crate::support::{assert_error, spawn_app, spawn_app_with, Shape, TestApp};
+
+/// A GET of task `id` with `If-None-Match` (if any) and a query string.
+async fn get_with(app: &TestApp, id: &str, inm: Option<&str>, query: &str) -> Response {
+    let mut req = app.req(Method::GET, &format!("/v1/tasks/{id}{query}"), &app.key);
+    if let Some(inm) = inm {
+        req = req.header("if-none-match", inm);
+    }
+    req.send().await.expect("request")
+}
+
+async fn running_task(app: &TestApp, id: &str) -> Value {
+    app.create_ok(json!({"task_id": id, "task_type": "thumbnail", "status": "PROCESSING"}))
+        .await
+}
+
+async fn patch_ok(app: &TestApp, id: &str, body: Value) -> Value {
+    let res = app.patch(&app.key, id, body).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    res.json().await.expect("json")
+}
+
+#[tokio::test]
+async fn if_none_match_answers_304_for_a_held_version_and_200_otherwise() {
+    let app = spawn_app().await;
+    running_task(&app, "cond").await;
+    patch_ok(&app, "cond", json!({"additional_data": {"step": 1}})).await;
+
+    for held in ["\"2\"", "W/\"2\"", "\"1\", \"2\"", "*"] {
+        let res = get_with(&app, "cond", Some(held), "").await;
+        assert_eq!(res.status(), StatusCode::NOT_MODIFIED, "{held}");
+        assert_eq!(res.headers()["etag"], "\"2\"");
+        assert!(res.bytes().await.unwrap().is_empty(), "304 has no body");
+    }
+    let res = get_with(&app, "cond", Some("\"1\""), "").await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["etag"], "\"2\"");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["version"], 2);
+}
+
+#[tokio::test]
+async fn malformed_if_none_match_and_wait_are_422_and_unknown_tasks_404_at_once() {
+    let app = spawn_app().await;
+    running_task(&app, "bad").await;
+    for inm in ["abc", "\"v1\"", "\"1\", nope", "\"-1\""] {
+        let res = get_with(&app, "bad", Some(inm), "").await;
+        let body = assert_error(res, StatusCode::UNPROCESSABLE_ENTITY).await;
+        assert!(body.to_string().contains("If-None-Match"), "{inm}: {body}");
+    }
+    for wait in ["-1", "abc", "NaN", "inf", "1e999", ""] {
+        let res = get_with(&app, "bad", None, &format!("?wait={wait}")).await;
+        let body = assert_error(res, StatusCode::UNPROCESSABLE_ENTITY).await;
+        assert!(body.to_string().contains("wait"), "{wait}: {body}");
+    }
+    let started = Instant::now();
+    let res = get_with(&app, "nope", Some("\"1\""), "?wait=20").await;
+    assert_error(res, StatusCode::NOT_FOUND).await;
+    assert!(started.elapsed() < Duration::from_secs(10), "404 at once");
+}
+
+#[tokio::test]
+async fn a_waiter_is_answered_by_the_next_change_with_the_new_version() {
+    let app = spawn_app().await;
+    running_task(&app, "lp").await;
+    let waiter = {
+        let app_url = app.url("/v1/tasks/lp?wait=30");
+        let (client, key) = (app.client.clone(), app.key.clone());
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let res = client
+                .get(app_url)
+                .bearer_auth(key)
+                .header("if-none-match", "\"1\"")
+                .send()
+                .await
+                .expect("request");
+            (res, started.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiter.is_finished(), "no change yet: still waiting");
+    patch_ok(&app, "lp", json!({"additional_data": {"progress": 0.5}})).await;
+    let (res, took) = waiter.await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["etag"], "\"2\"");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["additional_data"]["progress"], 0.5);
+    assert!(
+        took < Duration::from_secs(20),
+        "woken by the write, not the timeout"
+    );
+}
+
+#[tokio::test]
+async fn a_kill_wakes_a_waiter_and_terminal_tasks_answer_at_once() {
+    let app = spawn_app().await;
+    running_task(&app, "k").await;
+    let waiter = {
+        let url = app.url("/v1/tasks/k?wait=30");
+        let (client, key) = (app.client.clone(), app.key.clone());
+        tokio::spawn(async move {
+            client
+                .get(url)
+                .bearer_auth(key)
+                .send()
+                .await
+                .expect("request")
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let res = app
+        .req(Method::DELETE, "/v1/tasks/k", &app.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let res = tokio::time::timeout(Duration::from_secs(20), waiter)
+        .await
+        .expect("woken by the kill")
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["status"], "CANCELED");
+
+    // Terminal: no waiting, whatever the client holds.
+    let started = Instant::now();
+    let version = body["version"].to_string();
+    let res = get_with(&app, "k", Some(&format!("\"{version}\"")), "?wait=30").await;
+    assert_eq!(res.status(), StatusCode::NOT_MODIFIED);
+    let res = get_with(&app, "k", None, "?wait=30").await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "answered at once"
+    );
+}
+
+#[tokio::test]
+async fn at_the_timeout_the_current_state_comes_back_and_waits_are_capped() {
+    let app = spawn_app_with(|s| s.limits.max_wait_secs = 1).await;
+    running_task(&app, "t").await;
+
+    // Held version unchanged at the timeout: 304 (the client's copy is current).
+    let started = Instant::now();
+    let res = get_with(&app, "t", Some("\"1\""), "?wait=0.5").await;
+    assert_eq!(res.status(), StatusCode::NOT_MODIFIED);
+    assert!(started.elapsed() >= Duration::from_millis(500), "waited");
+
+    // No If-None-Match: the current state; a wait beyond the cap is cut to it (1 s here).
+    let started = Instant::now();
+    let res = get_with(&app, "t", None, "?wait=3600").await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["version"], 1);
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(30),
+        "{took:?}"
+    );
+
+    // A stale held version answers at once, with the task.
+    let started = Instant::now();
+    patch_ok(&app, "t", json!({"description": "v2"})).await;
+    let res = get_with(&app, "t", Some("\"1\""), "?wait=1").await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(started.elapsed() < Duration::from_secs(1));
+}
+
+#[tokio::test]
+async fn a_waiter_that_hangs_up_is_forgotten() {
+    let app = spawn_app().await;
+    running_task(&app, "gone").await;
+    let gauge = |text: &str| -> Option<u64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix("taskward_long_poll_tasks "))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    let metrics = || async {
+        app.client
+            .get(app.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let waiting = get_with(&app, "gone", Some("\"1\""), "?wait=30");
+    // The client gives up after a moment: the server sees the connection close.
+    assert!(tokio::time::timeout(Duration::from_millis(500), waiting)
+        .await
+        .is_err());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if gauge(&metrics().await) == Some(0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the abandoned wait was never dropped"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_write_through_one_instance_wakes_a_waiter_on_another() {
+    if crate::SHAPE != Shape::Production {
+        // The embedded default is one process over one file; there is no other instance.
+        return;
+    }
+    let a = spawn_app().await;
+    let b = a.second_instance().await;
+    running_task(&a, "x").await;
+    // B has read (and cached) version 1 before the change.
+    assert_eq!(b.get_ok("x").await["version"], 1);
+    for version in 2..=4u64 {
+        let waiter = {
+            let url = b.url("/v1/tasks/x?wait=30");
+            let (client, key) = (b.client.clone(), b.key.clone());
+            let held = format!("\"{}\"", version - 1);
+            tokio::spawn(async move {
+                let started = Instant::now();
+                let res = client
+                    .get(url)
+                    .bearer_auth(key)
+                    .header("if-none-match", held)
+                    .send()
+                    .await
+                    .expect("request");
+                (res, started.elapsed())
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!waiter.is_finished());
+        patch_ok(&a, "x", json!({"additional_data": {"step": version}})).await;
+        let (res, took) = waiter.await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["version"], version, "never an older version");
+        assert_eq!(body["additional_data"]["step"], version);
+        assert!(took < Duration::from_secs(20), "woken, not timed out");
+    }
+}
