@@ -14,7 +14,7 @@ use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
 use taskward_model::{ApiKey, KeyRecord, Scope, Tenant};
-use taskward_store::TieredStore;
+use taskward_store::{StoreError, TieredStore};
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -91,15 +91,27 @@ impl KeyCache {
 
     async fn lookup(&self, store: &TieredStore, key: &ApiKey) -> Result<Arc<KeyRecord>, ApiError> {
         let hash = key.hash();
-        if let Some((rec, at)) = self.lock().get(&hash) {
+        let cached = self.lock().get(&hash).cloned();
+        if let Some((rec, at)) = &cached {
             if at.elapsed() < self.ttl {
                 return Ok(rec.clone());
             }
         }
-        let rec = store
-            .find_key(key)
-            .await?
-            .ok_or(ApiError::Unauthorized("invalid API key"))?;
+        let found = match store.find_key(key).await {
+            Ok(found) => found,
+            // The durable tier is down: a key it confirmed earlier stays trusted, so reads of
+            // cached tasks keep being served (SPEC). A revocation could not be read anyway.
+            // Re-cached, so only one request per TTL waits for the durable timeout.
+            Err(e @ StoreError::Unavailable { .. }) => match cached {
+                Some((rec, _)) => {
+                    self.lock().insert(hash, (rec.clone(), Instant::now()));
+                    return Ok(rec);
+                }
+                None => return Err(e.into()),
+            },
+            Err(e) => return Err(e.into()),
+        };
+        let rec = found.ok_or(ApiError::Unauthorized("invalid API key"))?;
         let rec = Arc::new(rec);
         let mut entries = self.lock();
         if entries.len() >= KEY_CACHE_CAPACITY {

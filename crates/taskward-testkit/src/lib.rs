@@ -4,6 +4,8 @@
 //! - [`RedisPrefix`]: a fresh key prefix on the machine's Redis, its keys deleted on drop.
 //! - [`RedisServer`]: a private `redis-server` on a free port in a temp directory, to kill,
 //!   pause (SIGSTOP: alive, data kept, unreachable) and restart; killed on drop.
+//! - [`PostgresServer`]: a private PostgreSQL cluster (initdb, fsync on) on a free port in a
+//!   temp directory, to SIGKILL (a crash: recovery runs at restart) and restart; killed on drop.
 //!
 //! `TASKWARD_TEST_DATABASE_URL` and `TASKWARD_TEST_REDIS_URL` override the default addresses.
 
@@ -258,6 +260,181 @@ impl Drop for RedisServer {
         if self.child.is_some() {
             self.resume();
         }
+        self.kill();
+    }
+}
+
+/// Where the PostgreSQL server binaries are (`TASKWARD_TEST_PG_BIN` overrides).
+fn pg_bin(name: &str) -> std::path::PathBuf {
+    let dir = std::env::var("TASKWARD_TEST_PG_BIN")
+        .unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".into());
+    std::path::Path::new(&dir).join(name)
+}
+
+/// `initdb` and `postgres` refuse to run as root: as root, run them as the `postgres` account
+/// (uid, gid), which the PostgreSQL packages create.
+fn pg_account() -> Option<(u32, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    let me = std::fs::metadata("/proc/self").map(|m| m.uid()).ok()?;
+    if me != 0 {
+        return None;
+    }
+    let id = |flag: &str| -> Option<u32> {
+        let out = Command::new("id").args([flag, "postgres"]).output().ok()?;
+        String::from_utf8(out.stdout).ok()?.trim().parse().ok()
+    };
+    Some((
+        id("-u").expect("running as root needs a `postgres` account for initdb"),
+        id("-g").expect("running as root needs a `postgres` account for initdb"),
+    ))
+}
+
+/// A private PostgreSQL (`initdb` + `postgres`, trust auth, fsync on) on a free port. Its
+/// processes form one process group, so [`PostgresServer::kill`] takes the postmaster and
+/// every backend down at once, as a machine or container crash would.
+#[derive(Debug)]
+pub struct PostgresServer {
+    child: Option<Child>,
+    pub port: u16,
+    dir: tempfile::TempDir,
+    account: Option<(u32, u32)>,
+}
+
+impl PostgresServer {
+    /// Creates a cluster and starts it; returns once it accepts queries.
+    pub fn start() -> PostgresServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let account = pg_account();
+        if let Some((uid, gid)) = account {
+            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).expect("chown temp dir");
+        }
+        let mut server = PostgresServer {
+            child: None,
+            port: free_port(),
+            dir,
+            account,
+        };
+        let out = server
+            .command("initdb")
+            .args([
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                "-D",
+            ])
+            .arg(server.data_dir())
+            .output()
+            .expect("initdb runs");
+        assert!(
+            out.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        server.spawn();
+        server
+    }
+
+    fn data_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn command(&self, bin: &str) -> Command {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = Command::new(pg_bin(bin));
+        cmd.stdin(Stdio::null());
+        if let Some((uid, gid)) = self.account {
+            cmd.uid(uid).gid(gid);
+        }
+        cmd
+    }
+
+    // Blocking is fine here: a test waits for its own server before doing anything else.
+    #[allow(clippy::disallowed_methods)]
+    fn spawn(&mut self) {
+        use std::os::unix::process::CommandExt;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("postgres.log"))
+            .expect("log file");
+        if let Some((uid, gid)) = self.account {
+            std::os::unix::fs::chown(self.dir.path().join("postgres.log"), Some(uid), Some(gid))
+                .expect("chown log");
+        }
+        let child = self
+            .command("postgres")
+            .arg("-D")
+            .arg(self.data_dir())
+            .args(["-p", &self.port.to_string()])
+            .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=on"])
+            .args(["-c", "max_connections=60", "-c", "shared_buffers=16MB"])
+            .arg("-c")
+            .arg(format!(
+                "unix_socket_directories={}",
+                self.dir.path().display()
+            ))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .expect("postgres runs");
+        self.child = Some(child);
+        // Crash recovery after a kill can take a moment; a cluster answering SELECT is ready.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ready = Command::new(pg_bin("pg_isready"))
+                .args(["-q", "-h", "127.0.0.1", "-p", &self.port.to_string()])
+                .status()
+                .is_ok_and(|s| s.success());
+            if ready {
+                return;
+            }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!("postgres exited with {status}: see {}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "postgres did not start on port {}: {}",
+                self.port,
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("postgres.log")).unwrap_or_default()
+    }
+
+    /// `postgres://postgres@127.0.0.1:<port>/postgres`
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// SIGKILL to the postmaster and every backend: no shutdown checkpoint, sockets reset;
+    /// what was committed is in the WAL.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", c.id())])
+                .status();
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same port and data (after a kill: crash recovery).
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+}
+
+impl Drop for PostgresServer {
+    fn drop(&mut self) {
         self.kill();
     }
 }

@@ -238,6 +238,42 @@ fn map_err(e: sqlx::Error) -> StoreError {
     }
 }
 
+/// A pooled connection to a server that has since died (PostgreSQL restarted while it sat
+/// idle; pools do not ping before use) fails its next query at once: the socket was closed
+/// under it (`Io`) or the server said it was terminating it (57P01/57P02). The query never ran
+/// on a live server, so it is run again, on another connection; each stale connection fails
+/// once and is dropped, so at most the pool's size of them.
+fn stale_connection(e: &StoreError) -> bool {
+    let StoreError::Unavailable { source, .. } = e else {
+        return false;
+    };
+    match source.downcast_ref::<sqlx::Error>() {
+        Some(sqlx::Error::Io(_)) => true,
+        Some(sqlx::Error::Database(db)) => matches!(db.code().as_deref(), Some("57P01" | "57P02")),
+        _ => false,
+    }
+}
+
+/// Runs `f`, again while it fails on a stale connection (see [`stale_connection`]). Every
+/// statement run through here is safe to repeat even if it did reach a server: reads, inserts
+/// that do nothing on conflict, and compare-and-set updates that cannot match twice.
+async fn retry_stale<T, F, Fut>(pool: &PgPool, mut f: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let mut left = pool.options().get_max_connections();
+    loop {
+        match f().await {
+            Err(e) if left > 0 && stale_connection(&e) => {
+                left -= 1;
+                tracing::debug!(error = %e, "stale PostgreSQL connection; retrying on another");
+            }
+            done => return done,
+        }
+    }
+}
+
 fn json_of<T: serde::de::DeserializeOwned>(v: Option<Value>) -> Result<Option<T>, StoreError> {
     v.map(serde_json::from_value)
         .transpose()
@@ -309,13 +345,16 @@ impl DurableTier for PostgresDurable {
     }
 
     async fn get(&self, tenant: &Tenant, id: &TaskId) -> Result<Option<Task>, StoreError> {
-        let row = sqlx::query(&format!("SELECT {TASK_COLUMNS} FROM tasks t WHERE t.org = $1 AND t.mode = $2 AND t.task_id = $3"))
-            .bind(tenant.org.as_str())
-            .bind(tenant.mode.as_str())
-            .bind(id.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_err)?;
+        let row = retry_stale(&self.pool, || async {
+            sqlx::query(&format!("SELECT {TASK_COLUMNS} FROM tasks t WHERE t.org = $1 AND t.mode = $2 AND t.task_id = $3"))
+                .bind(tenant.org.as_str())
+                .bind(tenant.mode.as_str())
+                .bind(id.as_str())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(map_err)
+        })
+        .await?;
         row.as_ref().map(row_to_task).transpose()
     }
 
@@ -325,7 +364,8 @@ impl DurableTier for PostgresDurable {
         task: &Task,
         digest: &str,
     ) -> Result<Inserted, StoreError> {
-        let done = sqlx::query(
+        let done = retry_stale(&self.pool, || async {
+            sqlx::query(
             "INSERT INTO tasks (org, mode, task_id, task_type, status, active, inputs, outputs, additional_data, \
              description, created_at, updated_at, started_at, finished_at, version, create_digest) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
@@ -349,7 +389,9 @@ impl DurableTier for PostgresDurable {
         .bind(digest)
         .execute(&self.pool)
         .await
-        .map_err(map_err)?;
+        .map_err(map_err)
+        })
+        .await?;
         if done.rows_affected() == 1 {
             return Ok(Inserted::Created);
         }
@@ -432,13 +474,16 @@ impl DurableTier for PostgresDurable {
     }
 
     async fn find_key(&self, hash: &str) -> Result<Option<KeyRecord>, StoreError> {
-        let row = sqlx::query(&format!(
-            "SELECT {KEY_COLUMNS} FROM api_keys WHERE key_hash = $1"
-        ))
-        .bind(hash)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(map_err)?;
+        let row = retry_stale(&self.pool, || async {
+            sqlx::query(&format!(
+                "SELECT {KEY_COLUMNS} FROM api_keys WHERE key_hash = $1"
+            ))
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)
+        })
+        .await?;
         row.as_ref().map(row_to_key).transpose()
     }
 
@@ -465,6 +510,7 @@ impl DurableTier for PostgresDurable {
     }
 
     async fn add_pending_invalidation(&self, p: &PendingInvalidation) -> Result<(), StoreError> {
+        retry_stale(&self.pool, || async {
         sqlx::query(
             "INSERT INTO pending_invalidations (org, mode, task_id, version) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (org, mode, task_id) DO UPDATE SET version = GREATEST(pending_invalidations.version, excluded.version)",
@@ -475,7 +521,9 @@ impl DurableTier for PostgresDurable {
         .bind(p.version as i64)
         .execute(&self.pool)
         .await
-        .map_err(map_err)?;
+        .map_err(map_err)
+        })
+        .await?;
         Ok(())
     }
 
@@ -628,7 +676,7 @@ async fn commit_groups(
                     b.task.task_id.as_str(),
                 ))
         });
-        match update_group(&pool, &group, &channel).await {
+        match retry_stale(&pool, || update_group(&pool, &group, &channel)).await {
             Ok(won) => {
                 for (i, job) in group.into_iter().enumerate() {
                     let _ = job.reply.send(Ok(won.contains(&(i as i32))));

@@ -1,0 +1,143 @@
+//! The hot tier breaks under load: a private redis-server is SIGKILLed (data gone) or
+//! SIGSTOPped (a partition: alive, old data kept, no answers), while writers and readers keep
+//! going through the real HTTP server over the machine's PostgreSQL.
+
+use std::time::{Duration, Instant};
+
+use taskward_server::settings::Secret;
+use taskward_testkit::RedisServer;
+use tokio::time::sleep;
+
+use crate::load::{check_all, seed, Book, Load, AFTER, BEFORE, DURING};
+use crate::support::{spawn_app_with, TestApp};
+
+const REDIS_TIMEOUT_MS: u64 = 100;
+const REPLAY_MS: u64 = 200;
+
+async fn app_over(redis: &RedisServer) -> TestApp {
+    let url = redis.url();
+    spawn_app_with(|s| {
+        s.redis_url = Some(Secret::new(url));
+        s.hot.redis_timeout_ms = REDIS_TIMEOUT_MS;
+        s.durable.replay_interval_ms = REPLAY_MS;
+    })
+    .await
+}
+
+fn assert_no_failure(book: &Book, label: &str) {
+    for phase in [BEFORE, DURING, AFTER] {
+        let (r, w) = (book.tally(phase, false), book.tally(phase, true));
+        assert_eq!(
+            r.failed, 0,
+            "{label} phase {phase}: failed reads {:?}",
+            r.samples
+        );
+        assert_eq!(
+            r.stale, 0,
+            "{label} phase {phase}: stale reads {:?}",
+            r.samples
+        );
+        assert_eq!(
+            w.failed, 0,
+            "{label} phase {phase}: failed writes {:?}",
+            w.samples
+        );
+        assert!(r.ok > 0 && w.ok > 0, "{label} phase {phase}: load ran");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_under_load_fails_no_request_and_loses_no_acknowledged_write() {
+    let mut redis = RedisServer::start();
+    let app = app_over(&redis).await;
+    let ids = seed(&app, "t", 16).await;
+    let load = Load::start(&app.base, &app.key, &ids, 4, 4);
+
+    sleep(Duration::from_millis(800)).await;
+    load.book.set_phase(DURING);
+    redis.kill();
+    sleep(Duration::from_secs(2)).await;
+    redis.restart();
+    load.book.set_phase(AFTER);
+    sleep(Duration::from_secs(2)).await;
+    let book = load.stop().await;
+    book.print("redis killed");
+    assert_no_failure(&book, "redis killed");
+
+    let (tasks, extra) = check_all(&app, &book, "same instance").await;
+    let second = app.second_instance().await;
+    check_all(&second, &book, "second instance").await;
+    // The same data behind an empty Redis: every read now comes from PostgreSQL.
+    let app = app.with_empty_hot_tier().await;
+    check_all(&app, &book, "empty hot tier").await;
+    eprintln!("[redis killed] data check: {tasks} tasks at their exact acknowledged versions ({extra} unacknowledged keys)");
+    assert_eq!(
+        extra, 0,
+        "no write failed, so none can have committed unacknowledged"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_partitioned_under_load_never_hangs_and_never_serves_an_old_version() {
+    let redis = RedisServer::start();
+    let app = app_over(&redis).await;
+    // Sees none of the failure: it is idle during the partition.
+    let bystander = app.second_instance().await;
+    let ids = seed(&app, "t", 16).await;
+    for id in &ids {
+        bystander.get_ok(id).await;
+    }
+    let load = Load::start(&app.base, &app.key, &ids, 4, 4);
+
+    sleep(Duration::from_millis(800)).await;
+    load.book.set_phase(DURING);
+    redis.pause();
+    sleep(Duration::from_secs(2)).await;
+    redis.resume();
+    let healed = Instant::now();
+    load.book.set_phase(AFTER);
+
+    // ARCHITECTURE: an instance that never saw the failure may serve Redis's old entry until
+    // the next replay round (≤ durable.replay_interval_ms). Read through it meanwhile.
+    let (mut bystander_reads, mut bystander_stale, mut last_stale) = (0u64, 0u64, None);
+    while healed.elapsed() < Duration::from_secs(2) {
+        for id in &ids {
+            let floor = load.book.acked.lock().unwrap()[id].version;
+            let t = bystander.get_ok(id).await;
+            bystander_reads += 1;
+            if t["version"].as_u64().unwrap_or(0) < floor {
+                bystander_stale += 1;
+                last_stale = Some(healed.elapsed());
+            }
+        }
+    }
+    let book = load.stop().await;
+    book.print("redis partitioned");
+    eprintln!(
+        "[redis partitioned] bystander after healing: {bystander_reads} reads, {bystander_stale} stale, last stale at {last_stale:?} after healing (bound {REPLAY_MS} ms + slack)"
+    );
+    assert_no_failure(&book, "redis partitioned");
+    let during = book
+        .tally(DURING, false)
+        .max_latency
+        .max(book.tally(DURING, true).max_latency);
+    // A request makes at most two Redis calls (read, then re-warm or write-through), each
+    // bounded by the timeout; the slack covers PostgreSQL and a loaded 2-core machine.
+    let bound = Duration::from_millis(2 * REDIS_TIMEOUT_MS + 800);
+    assert!(
+        during < bound,
+        "a request during the partition took {during:?} (bound {bound:?})"
+    );
+    if let Some(at) = last_stale {
+        let bound = Duration::from_millis(REPLAY_MS + 800);
+        assert!(
+            at < bound,
+            "the bystander served an old version {at:?} after healing"
+        );
+    }
+
+    let (tasks, extra) = check_all(&app, &book, "same instance").await;
+    check_all(&bystander, &book, "bystander").await;
+    eprintln!("[redis partitioned] data check: {tasks} tasks at their exact acknowledged versions ({extra} unacknowledged keys)");
+    assert_eq!(extra, 0);
+}
