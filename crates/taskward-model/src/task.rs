@@ -550,17 +550,30 @@ pub fn hex(bytes: &[u8]) -> String {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateTask {
-    #[serde(default)]
+    // Absent fields are skipped when serialising (clients send these): `null` would clear.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<TaskStatus>,
     #[schema(value_type = Option<Vec<IoItem>>)]
-    #[serde(default, deserialize_with = "present")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub outputs: Option<Option<Vec<IoItem>>>,
     /// A JSON merge patch for `additional_data`: an object, or `null` to clear it.
     #[schema(value_type = Option<Object>)]
-    #[serde(default, deserialize_with = "merge_patch_value")]
+    #[serde(
+        default,
+        deserialize_with = "merge_patch_value",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub additional_data: Option<Value>,
     #[schema(value_type = Option<String>)]
-    #[serde(default, deserialize_with = "present")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub description: Option<Option<String>>,
 }
 
@@ -649,6 +662,17 @@ mod tests {
             Err(TransitionError::Terminal(TaskStatus::Completed))
         );
         assert_eq!(done.cancel(crate::time::now()), None);
+    }
+
+    #[test]
+    fn update_round_trips_absent_and_null_distinctly() {
+        for v in [
+            json!({"status": "COMPLETED"}),
+            json!({"description": null, "outputs": null, "additional_data": null}),
+            json!({"additional_data": {"a": null}, "outputs": ["x"]}),
+        ] {
+            assert_eq!(serde_json::to_value(update(v.clone())).unwrap(), v);
+        }
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! `taskward`: serve the Tasks API, manage API keys, print the configuration.
+//! `taskward`: serve the Tasks API, manage API keys, print the configuration, and use a
+//! running server from the command line (get, list, kill, watch, create, update).
 //!
 //! Thin on purpose: parsing flags, loading settings and wiring them to the library crates.
 
@@ -10,7 +11,7 @@ use clap::Parser;
 async fn main() -> std::process::ExitCode {
     let args = cli::Cli::parse();
     match cli::run(args).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("taskward: {e:#}");
             std::process::ExitCode::FAILURE

@@ -1,11 +1,14 @@
 //! Command-line interface: one module per subcommand.
 
+mod client_cmds;
 mod config;
 mod keys;
+mod render;
 mod serve;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use taskward_server::settings::Overrides;
@@ -28,6 +31,19 @@ enum Command {
     Keys(keys::KeysCommand),
     /// Print the effective configuration (all layers applied) as TOML.
     Config(config::ConfigArgs),
+    /// Show one task (--wait: until it ends; exit codes as for `watch`).
+    Get(client_cmds::GetArgs),
+    /// List tasks as a table (or JSON lines), newest first.
+    List(client_cmds::ListArgs),
+    /// Cancel a task (idempotent).
+    Kill(client_cmds::KillArgs),
+    /// Follow a task until it ends: exit 0 COMPLETED, 3 FAILED, 4 CANCELED,
+    /// 5 COMPLETED_WITH_ERRORS, 6 timed out, 1 error.
+    Watch(client_cmds::WatchArgs),
+    /// Record a task (producers); prints its id.
+    Create(client_cmds::CreateArgs),
+    /// Update a task (producers), optionally only at a given version (--if-match).
+    Update(client_cmds::UpdateArgs),
 }
 
 /// Where the configuration and the data live; shared by every subcommand.
@@ -53,11 +69,18 @@ impl StoreArgs {
     }
 }
 
-/// Runs the chosen subcommand.
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
+/// Runs the chosen subcommand; the exit code tells scripts how a watched task ended.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let done = |r: anyhow::Result<()>| r.map(|()| ExitCode::SUCCESS);
     match cli.command {
-        Command::Serve(args) => serve::run(args).await,
-        Command::Keys(cmd) => keys::run(cmd).await,
-        Command::Config(args) => config::run(&args),
+        Command::Serve(args) => done(serve::run(args).await),
+        Command::Keys(cmd) => done(keys::run(cmd).await),
+        Command::Config(args) => done(config::run(&args)),
+        Command::Get(args) => client_cmds::get(args).await,
+        Command::List(args) => client_cmds::list(args).await,
+        Command::Kill(args) => client_cmds::kill(args).await,
+        Command::Watch(args) => client_cmds::watch(args).await,
+        Command::Create(args) => client_cmds::create(args).await,
+        Command::Update(args) => client_cmds::update(args).await,
     }
 }
