@@ -12,6 +12,13 @@ async fn main() -> std::process::ExitCode {
     let args = cli::Cli::parse();
     match cli::run(args).await {
         Ok(code) => code,
+        // The reader went away (`taskward list | head`): nothing left to say to anyone.
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            std::process::ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("taskward: {e:#}");
             std::process::ExitCode::FAILURE

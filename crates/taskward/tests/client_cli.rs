@@ -326,6 +326,12 @@ async fn list_prints_an_aligned_table_or_json_lines_and_filters() {
         .expect(1)
         .stderr();
     assert!(err.contains("422") && err.contains("search"), "{err}");
+
+    // A reader that went away (`| head`) is no error worth a message.
+    let mut child = spawn_piped(app.cmd(&["list"]));
+    drop(child.stdout.take());
+    let out = finish(child).await.expect(0);
+    assert_eq!(out.stderr(), "");
     app.stop().await;
 }
 
