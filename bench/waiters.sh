@@ -28,7 +28,7 @@ ulimit -n "$(ulimit -Hn)"
 
 export TASKWARD_DATABASE_URL=$db TASKWARD_REDIS_URL=redis://127.0.0.1:6379
 export TASKWARD_DURABLE__SCHEMA=taskward_bench_w TASKWARD_HOT__REDIS_PREFIX=taskward_bench_w:
-export TASKWARD_LOG__FILTER=warn
+export TASKWARD_LOG__FILTER=warn TASKWARD_LIMITS__MAX_CONNECTIONS=$((waiters + 1000))
 KEY=$($bin keys create --org bench --mode test --scopes read,write 2>/dev/null)
 
 start() { # port; sets $pid

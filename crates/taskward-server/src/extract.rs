@@ -254,7 +254,11 @@ impl<S: Send + Sync> FromRequestParts<S> for IfNoneMatch {
         let mut present = false;
         for value in parts.headers.get_all(header::IF_NONE_MATCH) {
             present = true;
+            // Empty list elements (`"1",`) are allowed by HTTP's list syntax.
             for tag in value.to_str().map_err(|_| bad())?.split(',') {
+                if tag.trim().is_empty() {
+                    continue;
+                }
                 if tag.trim() == "*" {
                     any = true;
                 } else {

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use taskward_model::{TaskId, Tenant};
 use tokio::sync::futures::Notified;
 use tokio::sync::Notify;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
 /// The key of a watched task, also the prefix of a cross-process change message:
 /// `"<org> <mode> <task_id>"` (none of the three can contain a space).
@@ -45,6 +46,8 @@ struct Slot {
 #[derive(Debug, Default)]
 pub struct Changes {
     slots: Mutex<HashMap<String, Arc<Slot>>>,
+    /// Cancelled when the server stops: waits end at once instead of holding up the drain.
+    closed: CancellationToken,
 }
 
 impl Changes {
@@ -86,6 +89,16 @@ impl Changes {
         for slot in self.slots().values() {
             slot.notify.notify_waiters();
         }
+    }
+
+    /// Ends every wait, now and later (the server is shutting down).
+    pub fn close(&self) {
+        self.closed.cancel();
+    }
+
+    /// Resolves once [`Changes::close`] has been called.
+    pub fn closed(&self) -> WaitForCancellationFuture<'_> {
+        self.closed.cancelled()
     }
 
     /// How many tasks are being watched.

@@ -15,7 +15,7 @@
 //! last acknowledged write, even if Redis kept its old data through a partition.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use taskward_model::list::{ListPage, ListQuery};
@@ -110,6 +110,13 @@ pub struct TieredStore {
     pub(crate) durable: Arc<dyn DurableTier>,
     /// The hot tier may hold stale entries: skip it until the pending invalidations replay.
     suspect: Arc<AtomicBool>,
+    /// Shared by writes from "is the hot tier suspect?" until their invalidation is recorded;
+    /// taken exclusively by the replay's last pass before it trusts the hot tier again, so no
+    /// write can skip the hot tier and record its invalidation after that pass.
+    gate: Arc<tokio::sync::RwLock<()>>,
+    /// Invalidations the durable tier failed to record (both tiers failing at once); replayed
+    /// from memory with the recorded ones.
+    unrecorded: Arc<Mutex<Vec<PendingInvalidation>>>,
     stats: Arc<StoreStats>,
     /// Long-poll waiters of this process.
     changes: Arc<Changes>,
@@ -127,6 +134,8 @@ impl TieredStore {
             hot,
             durable,
             suspect: Arc::new(AtomicBool::new(pending > 0)),
+            gate: Arc::default(),
+            unrecorded: Arc::default(),
             stats: Arc::new(StoreStats::default()),
             changes: Arc::new(Changes::default()),
         })
@@ -140,6 +149,12 @@ impl TieredStore {
     /// The long-poll registry (for metrics).
     pub fn changes(&self) -> &Changes {
         &self.changes
+    }
+
+    /// Answers every current and future long-poll at once with the task as it is, so a
+    /// shutting-down server drains in-flight requests without waiting out their timeouts.
+    pub fn end_waits(&self) {
+        self.changes.close();
     }
 
     /// Whether reads and writes currently bypass the hot tier.
@@ -239,18 +254,25 @@ impl TieredStore {
         deadline: tokio::time::Instant,
     ) -> Result<(Task, Source), StoreError> {
         let watch = self.changes.watch(tenant, id);
+        // Never older than what the client holds: a hot entry behind it (its writer has not
+        // written the hot tier yet) sends the read to the durable tier instead.
+        let at_least = || watch.announced().max(unchanged);
         loop {
             // Registered before the read, so a write committed after the read still wakes us.
             let changed = watch.changed();
-            let (task, source) = self.get_at_least(tenant, id, watch.announced()).await?;
+            let (task, source) = self.get_at_least(tenant, id, at_least()).await?;
             if task.version != unchanged || task.status.is_terminal() {
                 return Ok((task, source));
             }
             tokio::select! {
+                biased;
                 _ = changed => {}
-                _ = tokio::time::sleep_until(deadline) => return Ok((task, source)),
+                // The answer at the end is read then, not remembered from before the wait.
+                _ = tokio::time::sleep_until(deadline) => break,
+                _ = self.changes.closed() => break,
             }
         }
+        self.get_at_least(tenant, id, at_least()).await
     }
 
     /// Records a new task; the same id with the same content again is an idempotent retry.
@@ -338,17 +360,25 @@ impl TieredStore {
         next: &Task,
         expected: u64,
     ) -> Result<bool, StoreError> {
-        let stored = self
-            .durable
-            .replace(tenant, next, expected)
-            .await
-            .map_err(|e| self.durable_err(e))?;
-        if stored {
-            self.write_hot(tenant, next).await;
-            // After the hot write, so a woken reader finds the new version there.
-            self.changes.publish(tenant, &next.task_id, next.version);
-        }
-        Ok(stored)
+        // On a task of its own: once the durable write is under way it must be followed by the
+        // hot write (or its pending invalidation) even if the client hangs up and drops this
+        // request, or the hot tier would keep serving the version before it.
+        let (store, tenant, next) = (self.clone(), tenant.clone(), next.clone());
+        tokio::spawn(async move {
+            let stored = store
+                .durable
+                .replace(&tenant, &next, expected)
+                .await
+                .map_err(|e| store.durable_err(e))?;
+            if stored {
+                store.write_hot(&tenant, &next).await;
+                // After the hot write, so a woken reader finds the new version there.
+                store.changes.publish(&tenant, &next.task_id, next.version);
+            }
+            Ok(stored)
+        })
+        .await
+        .map_err(StoreError::internal)?
     }
 
     /// A page of a validated listing, from the durable tier.
@@ -362,6 +392,7 @@ impl TieredStore {
     /// After a durable commit: write the task through to the hot tier, or, if that fails or the
     /// hot tier is suspect, record it for invalidation so no stale entry outlives this write.
     async fn write_hot(&self, tenant: &Tenant, task: &Task) {
+        let _gate = self.gate.read().await;
         if !self.hot_suspect() {
             match self.hot.put(tenant, task).await {
                 Ok(()) => return,
@@ -378,7 +409,11 @@ impl TieredStore {
         };
         if let Err(e) = self.durable.add_pending_invalidation(&pending).await {
             bump(&self.stats.durable_errors);
-            tracing::error!(error = %e, task_id = %task.task_id, "could not record a pending hot-tier invalidation");
+            tracing::error!(error = %e, task_id = %task.task_id, "could not record a pending hot-tier invalidation; keeping it in memory");
+            self.unrecorded
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(pending);
         }
         if !self.suspect.swap(true, Ordering::AcqRel) {
             tracing::warn!(
@@ -435,15 +470,41 @@ impl TieredStore {
         if n == 0 && !self.hot_suspect() {
             return Ok(());
         }
-        let hot_down = |e: HotError| StoreError::Unavailable {
-            tier: "hot",
-            source: e.0.into(),
-        };
         self.hot.ping().await.map_err(hot_down)?;
+        // The bulk without the gate (writes go on meanwhile), then whatever writes recorded
+        // since, with the gate held, so nothing is recorded between the last pass and trusting
+        // the hot tier again.
+        self.replay_recorded().await?;
+        let _gate = self.gate.write().await;
+        self.replay_recorded().await?;
+        let unrecorded = std::mem::take(
+            &mut *self
+                .unrecorded
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        for (i, p) in unrecorded.iter().enumerate() {
+            if let Err(e) = self.hot.invalidate(&p.tenant, &p.task_id, p.version).await {
+                self.unrecorded
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .extend_from_slice(&unrecorded[i..]);
+                return Err(hot_down(e));
+            }
+        }
+        self.stats.pending_invalidations.store(0, Ordering::Relaxed);
+        if self.suspect.swap(false, Ordering::AcqRel) {
+            tracing::info!("hot tier trusted again: pending invalidations replayed");
+        }
+        Ok(())
+    }
+
+    /// Invalidates (then forgets) every recorded pending invalidation.
+    async fn replay_recorded(&self) -> Result<(), StoreError> {
         loop {
             let batch = self.durable.pending_invalidations(REPLAY_BATCH).await?;
             if batch.is_empty() {
-                break;
+                return Ok(());
             }
             for p in &batch {
                 self.hot
@@ -451,15 +512,17 @@ impl TieredStore {
                     .await
                     .map_err(hot_down)?;
                 self.durable.clear_pending_invalidation(p).await?;
+                // A waiter that read the stale entry re-reads now.
+                self.changes.publish(&p.tenant, &p.task_id, p.version);
             }
         }
-        // A write that found the tier suspect may record its invalidation after the last
-        // batch above; it stays in the table and the next round replays it.
-        self.stats.pending_invalidations.store(0, Ordering::Relaxed);
-        if self.suspect.swap(false, Ordering::AcqRel) {
-            tracing::info!("hot tier trusted again: pending invalidations replayed");
-        }
-        Ok(())
+    }
+}
+
+fn hot_down(e: HotError) -> StoreError {
+    StoreError::Unavailable {
+        tier: "hot",
+        source: e.0.into(),
     }
 }
 

@@ -109,7 +109,11 @@ pub async fn get_task(
     caller.require(Scope::Read)?;
     let max_wait = Duration::from_secs(state.settings.limits.max_wait_secs);
     let store = &state.store;
-    let (task, source) = match params.wait(max_wait)? {
+    // `*` holds every version: nothing can change that, so there is nothing to wait for.
+    let wait = params
+        .wait(max_wait)?
+        .filter(|_| if_none_match != IfNoneMatch::Any);
+    let (task, source) = match wait {
         None => store.get(&caller.tenant, &id).await?,
         Some(wait) => {
             let deadline = tokio::time::Instant::now() + wait;

@@ -17,6 +17,33 @@ async fn get_with(app: &TestApp, id: &str, inm: Option<&str>, query: &str) -> Re
     req.send().await.expect("request")
 }
 
+/// The server's count of tasks long-polls are waiting on (`/metrics`).
+async fn waited_on(app: &TestApp) -> u64 {
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("taskward_long_poll_tasks "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("taskward_long_poll_tasks in /metrics")
+}
+
+/// Returns once `n` tasks are being waited on: the waiter is registered, so what follows
+/// exercises the wake, not the first read.
+async fn until_waiting(app: &TestApp, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while waited_on(app).await != n {
+        assert!(Instant::now() < deadline, "never {n} waited-on tasks");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn running_task(app: &TestApp, id: &str) -> Value {
     app.create_ok(json!({"task_id": id, "task_type": "thumbnail", "status": "PROCESSING"}))
         .await
@@ -86,7 +113,7 @@ async fn a_waiter_is_answered_by_the_next_change_with_the_new_version() {
             (res, started.elapsed())
         })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    until_waiting(&app, 1).await;
     assert!(!waiter.is_finished(), "no change yet: still waiting");
     patch_ok(&app, "lp", json!({"additional_data": {"progress": 0.5}})).await;
     let (res, took) = waiter.await.unwrap();
@@ -116,7 +143,7 @@ async fn a_kill_wakes_a_waiter_and_terminal_tasks_answer_at_once() {
                 .expect("request")
         })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    until_waiting(&app, 1).await;
     let res = app
         .req(Method::DELETE, "/v1/tasks/k", &app.key)
         .send()
@@ -179,37 +206,25 @@ async fn at_the_timeout_the_current_state_comes_back_and_waits_are_capped() {
 async fn a_waiter_that_hangs_up_is_forgotten() {
     let app = spawn_app().await;
     running_task(&app, "gone").await;
-    let gauge = |text: &str| -> Option<u64> {
-        text.lines()
-            .find_map(|l| l.strip_prefix("taskward_long_poll_tasks "))
-            .and_then(|v| v.trim().parse().ok())
-    };
-    let metrics = || async {
-        app.client
-            .get(app.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    };
-    let waiting = get_with(&app, "gone", Some("\"1\""), "?wait=30");
-    // The client gives up after a moment: the server sees the connection close.
-    assert!(tokio::time::timeout(Duration::from_millis(500), waiting)
-        .await
-        .is_err());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if gauge(&metrics().await) == Some(0) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the abandoned wait was never dropped"
+    let waiting = tokio::spawn({
+        let (client, url, key) = (
+            app.client.clone(),
+            app.url("/v1/tasks/gone?wait=30"),
+            app.key.clone(),
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        async move {
+            client
+                .get(url)
+                .bearer_auth(key)
+                .header("if-none-match", "\"1\"")
+                .send()
+                .await
+        }
+    });
+    until_waiting(&app, 1).await;
+    // The client gives up: the server sees the connection close and forgets the wait.
+    waiting.abort();
+    until_waiting(&app, 0).await;
 }
 
 #[tokio::test]
@@ -240,7 +255,7 @@ async fn a_write_through_one_instance_wakes_a_waiter_on_another() {
                 (res, started.elapsed())
             })
         };
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        until_waiting(&b, 1).await;
         assert!(!waiter.is_finished());
         patch_ok(&a, "x", json!({"additional_data": {"step": version}})).await;
         let (res, took) = waiter.await.unwrap();
@@ -249,5 +264,57 @@ async fn a_write_through_one_instance_wakes_a_waiter_on_another() {
         assert_eq!(body["version"], version, "never an older version");
         assert_eq!(body["additional_data"]["step"], version);
         assert!(took < Duration::from_secs(20), "woken, not timed out");
+        // Polling B again at once with what it just answered: nothing older comes back.
+        let held = format!("\"{version}\"");
+        let res = get_with(&b, "x", Some(&held), "?wait=0.2").await;
+        assert_eq!(res.status(), StatusCode::NOT_MODIFIED);
     }
+}
+
+#[tokio::test]
+async fn stopping_the_server_answers_waiting_long_polls_at_once() {
+    let app = spawn_app().await;
+    running_task(&app, "s").await;
+    let waiter = {
+        let url = app.url("/v1/tasks/s?wait=60");
+        let (client, key) = (app.client.clone(), app.key.clone());
+        tokio::spawn(async move {
+            client
+                .get(url)
+                .bearer_auth(key)
+                .header("if-none-match", "\"1\"")
+                .send()
+                .await
+                .expect("request")
+        })
+    };
+    until_waiting(&app, 1).await;
+    let started = Instant::now();
+    // Joins the server: returns only once in-flight requests have drained.
+    app.stop().await;
+    let res = waiter.await.unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::NOT_MODIFIED,
+        "the current state, at once"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the drain did not wait out the 60 s long-poll"
+    );
+}
+
+#[tokio::test]
+async fn if_none_match_star_never_waits_and_empty_list_elements_are_ignored() {
+    let app = spawn_app().await;
+    running_task(&app, "star").await;
+    let started = Instant::now();
+    let res = get_with(&app, "star", Some("*"), "?wait=30").await;
+    assert_eq!(res.status(), StatusCode::NOT_MODIFIED);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "answered at once"
+    );
+    let res = get_with(&app, "star", Some("\"1\", "), "").await;
+    assert_eq!(res.status(), StatusCode::NOT_MODIFIED);
 }

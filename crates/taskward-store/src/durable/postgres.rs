@@ -37,6 +37,9 @@ const MIGRATIONS: &[(i64, &str)] = &[(
 /// Arbitrary, fixed key of the advisory lock that serialises migrations.
 const MIGRATION_LOCK: i64 = 0x7461_736b_7761_7264; // "taskward"
 
+/// How often the LISTEN connection is checked.
+const LISTEN_PING_EVERY: Duration = Duration::from_secs(15);
+
 /// Most compare-and-set writes committed together.
 const MAX_GROUP: usize = 128;
 
@@ -48,6 +51,8 @@ const COMMITTERS: usize = 4;
 #[derive(Debug, Clone)]
 pub struct PostgresDurable {
     pool: PgPool,
+    /// One connection for `LISTEN`.
+    listen_pool: PgPool,
     writes: mpsc::Sender<Replace>,
     /// `LISTEN/NOTIFY` channel of this schema's task changes.
     channel: Arc<str>,
@@ -109,10 +114,18 @@ impl PostgresDurable {
             .test_before_acquire(false)
             .max_connections(opts.pool_size.max(1))
             .acquire_timeout(opts.timeout)
-            .connect_with(connect)
+            .connect_with(connect.clone())
             .await
             .map_err(map_err)?;
         migrate(&pool).await?;
+        // LISTEN gets a connection of its own, checked before use: it never takes one from the
+        // request pool, and after a PostgreSQL restart it reconnects at once instead of
+        // failing on each stale pooled connection in turn.
+        let listen_pool = PgPoolOptions::new()
+            .max_connections(1)
+            .test_before_acquire(true)
+            .acquire_timeout(opts.timeout)
+            .connect_lazy_with(connect);
         // Channels are database-wide: one per schema keeps instances of separate deployments
         // (and parallel tests) sharing a database out of each other's wake-ups.
         let channel: Arc<str> = match &opts.schema {
@@ -127,6 +140,7 @@ impl PostgresDurable {
         }
         Ok(PostgresDurable {
             pool,
+            listen_pool,
             writes,
             channel,
         })
@@ -150,8 +164,9 @@ impl PostgresDurable {
 
 /// Schema names are spliced into DDL, so they are held to a safe identifier shape.
 fn check_schema_name(s: &str) -> Result<(), StoreError> {
+    // 46: the change channel `taskward_changes:<schema>` must fit PostgreSQL's 63-byte names.
     let ok = !s.is_empty()
-        && s.len() <= 63
+        && s.len() <= 46
         && s.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
         && s.chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
@@ -159,7 +174,7 @@ fn check_schema_name(s: &str) -> Result<(), StoreError> {
         Ok(())
     } else {
         Err(StoreError::internal(
-            "postgres schema must match [a-z_][a-z0-9_]{0,62}",
+            "postgres schema must match [a-z_][a-z0-9_]{0,45}",
         ))
     }
 }
@@ -592,7 +607,7 @@ impl DurableTier for PostgresDurable {
         let mut backoff = Duration::from_millis(100);
         loop {
             let listen = async {
-                let mut listener = PgListener::connect_with(&self.pool).await?;
+                let mut listener = PgListener::connect_with(&self.listen_pool).await?;
                 listener.listen(&self.channel).await?;
                 Ok::<_, sqlx::Error>(listener)
             };
@@ -615,10 +630,25 @@ impl DurableTier for PostgresDurable {
             // Changes committed while we were not listening were not heard: every waiter
             // re-reads its task.
             changes.wake_all();
+            // A connection that silently vanished (no RST) would otherwise leave us deaf.
+            let mut ping = tokio::time::interval(LISTEN_PING_EVERY);
+            ping.reset();
             loop {
                 let received = tokio::select! {
                     _ = stop.cancelled() => return,
                     received = listener.try_recv() => received,
+                    _ = ping.tick() => {
+                        let alive = tokio::time::timeout(
+                            LISTEN_PING_EVERY,
+                            sqlx::query("SELECT 1").execute(&mut listener),
+                        )
+                        .await;
+                        if matches!(alive, Ok(Ok(_))) {
+                            continue;
+                        }
+                        tracing::warn!("LISTEN connection stopped answering; reconnecting");
+                        break;
+                    }
                 };
                 match received {
                     Ok(Some(n)) => match parse_change(n.payload()) {
