@@ -36,6 +36,12 @@ pub enum ApiError {
     Invalid(#[from] Invalid),
     #[error("the {0} tier is unavailable; retry shortly")]
     Unavailable(&'static str),
+    #[error("too many requests for this API key; retry in {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("the request did not complete within {0} ms; retry shortly")]
+    RequestTimeout(u64),
+    #[error("the request body did not arrive within {0} ms")]
+    BodyTimeout(u64),
     #[error("internal error")]
     Internal,
 }
@@ -53,7 +59,11 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::MalformedJson(_) | ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::RequestTimeout(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -75,6 +85,9 @@ impl ApiError {
             ApiError::MalformedJson(_) => ("validation_error", Some("invalid_json")),
             ApiError::Invalid(_) => ("validation_error", Some("invalid_value")),
             ApiError::Unavailable(_) => ("unavailable", None),
+            ApiError::RequestTimeout(_) => ("unavailable", Some("request_timeout")),
+            ApiError::RateLimited { .. } => ("rate_limited", Some("rate_limited")),
+            ApiError::BodyTimeout(_) => ("timeout", Some("request_body_timeout")),
             ApiError::Internal => ("internal_error", None),
         }
     }
@@ -91,6 +104,9 @@ impl ApiError {
             ApiError::Forbidden(scope) => Some(json!({ "required_scope": scope.as_str() })),
             ApiError::PreconditionFailed { current, .. } => {
                 Some(json!({ "current_version": current }))
+            }
+            ApiError::RateLimited { retry_after_secs } => {
+                Some(json!({ "retry_after_secs": retry_after_secs }))
             }
             _ => None,
         }
@@ -121,9 +137,13 @@ impl IntoResponse for ApiError {
                 res.headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            ApiError::Unavailable(_) => {
+            ApiError::Unavailable(_) | ApiError::RequestTimeout(_) => {
                 res.headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            ApiError::RateLimited { retry_after_secs } => {
+                res.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
             }
             _ => {}
         }

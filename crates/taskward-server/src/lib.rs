@@ -15,9 +15,11 @@ pub mod api;
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod limits;
 pub mod metrics;
 pub mod openapi;
 pub mod router;
+mod serve;
 pub mod settings;
 pub mod state;
 pub mod telemetry;
@@ -78,13 +80,16 @@ impl Server {
             );
             tokio::spawn(async move { store.run_maintenance(m, stop).await })
         };
+        let limits = self.state.settings.limits.clone();
+        // Long-polls answer at once when the stop comes, so draining does not wait them out.
+        let store = self.state.store.clone();
+        let shutdown = async move {
+            shutdown.await;
+            store.end_waits();
+        };
         let app = router(self.state);
-        let served = axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("serving HTTP");
+        serve::serve(self.listener, app, &limits, shutdown).await;
         stop.cancel();
-        background.await.context("store maintenance task")?;
-        served
+        background.await.context("store maintenance task")
     }
 }

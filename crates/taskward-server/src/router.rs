@@ -11,6 +11,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::api::{health, tasks};
 use crate::error::ApiError;
+use crate::limits::{self, Limits};
 use crate::metrics;
 use crate::state::AppState;
 use crate::telemetry;
@@ -40,6 +41,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            Limits::new(&state.settings.limits),
+            limits::guard,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,

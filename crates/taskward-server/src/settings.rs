@@ -123,6 +123,19 @@ pub struct LimitSettings {
     /// Longest long-poll a client may ask for with `GET /v1/tasks/{id}?wait=<seconds>`, in
     /// seconds; longer requests are cut to it.
     pub max_wait_secs: u64,
+    /// Requests per second one API key may make on average (token bucket, per key hash);
+    /// 0 turns the limit off. Over it: 429 with `Retry-After`.
+    pub rate_per_sec: u32,
+    /// Requests one API key may make at once before `rate_per_sec` applies (bucket size).
+    pub burst: u32,
+    /// Milliseconds a request may take before it answers 503; a long-poll (`?wait=`) gets
+    /// `max_wait_secs` on top.
+    pub request_timeout_ms: u64,
+    /// Milliseconds a client has to send a request's headers (also how long an idle
+    /// connection stays open); then the connection is closed.
+    pub header_read_timeout_ms: u64,
+    /// Most connections served at once; further connections wait to be accepted.
+    pub max_connections: usize,
 }
 
 impl Default for LimitSettings {
@@ -131,6 +144,11 @@ impl Default for LimitSettings {
             max_body_bytes: 1024 * 1024,
             max_json_depth: 32,
             max_wait_secs: 60,
+            rate_per_sec: 0,
+            burst: 200,
+            request_timeout_ms: 30_000,
+            header_read_timeout_ms: 10_000,
+            max_connections: 10_000,
         }
     }
 }
@@ -290,6 +308,19 @@ impl Settings {
                     .into(),
             );
         }
+        let l = &self.limits;
+        if l.request_timeout_ms == 0 || l.header_read_timeout_ms == 0 || l.max_connections == 0 {
+            return Err(
+                "limits.request_timeout_ms, header_read_timeout_ms and max_connections must be positive"
+                    .into(),
+            );
+        }
+        if l.max_wait_secs > 3_600 {
+            return Err("limits.max_wait_secs must be at most 3600 (one hour)".into());
+        }
+        if l.rate_per_sec > 0 && l.burst == 0 {
+            return Err("limits.burst must be positive when limits.rate_per_sec is set".into());
+        }
         Ok(())
     }
 
@@ -366,6 +397,19 @@ mod tests {
         assert!(s.validate().is_ok());
         s.durable.retention_days = 1;
         assert!(s.validate().is_err());
+    }
+
+    #[test]
+    fn limits_that_would_stop_serving_are_refused() {
+        let mut s = Settings::default();
+        s.limits.max_connections = 0;
+        assert!(s.validate().is_err());
+        let mut s = Settings::default();
+        s.limits.rate_per_sec = 10;
+        s.limits.burst = 0;
+        assert!(s.validate().is_err());
+        s.limits.burst = 1;
+        assert!(s.validate().is_ok());
     }
 
     #[test]

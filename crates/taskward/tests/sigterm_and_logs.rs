@@ -1,0 +1,471 @@
+//! The real `taskward serve` binary under two operational promises:
+//! - SIGTERM during a write burst drains: requests in flight finish with their response, the
+//!   process exits cleanly, and after a restart every acknowledged write is there.
+//! - No log line, even at `RUST_LOG=trace` through a full production-shape run (keys minted,
+//!   writes, reads, bad keys, Redis killed), contains an API key or a database/Redis password.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use taskward_testkit::{PgSchema, RedisPrefix, RedisServer};
+
+/// `taskward` with no `TASKWARD_*` variable of the test environment, in `cwd`.
+fn taskward(cwd: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_taskward"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("TASKWARD_") || name == "RUST_LOG" {
+            cmd.env_remove(name);
+        }
+    }
+    cmd.current_dir(cwd).stdin(Stdio::null());
+    cmd
+}
+
+/// A running `taskward serve`: stdout and stderr collected. Killed on drop.
+struct Serve {
+    child: Child,
+    addr: SocketAddr,
+    stdout: Arc<Mutex<String>>,
+    stderr: Arc<Mutex<String>>,
+}
+
+fn collect(pipe: impl Read + Send + 'static) -> Arc<Mutex<String>> {
+    let sink = Arc::new(Mutex::new(String::new()));
+    let s = sink.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            s.lock().unwrap().push_str(&(line + "\n"));
+        }
+    });
+    sink
+}
+
+impl Serve {
+    fn start(cwd: &Path, tweak: impl FnOnce(&mut Command)) -> Serve {
+        let addr = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port");
+        let mut cmd = taskward(cwd);
+        cmd.arg("serve")
+            .arg("--data-dir")
+            .arg(cwd.join("data"))
+            .arg("--listen")
+            .arg(addr.to_string());
+        tweak(&mut cmd);
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawning taskward serve");
+        let stdout = collect(child.stdout.take().expect("stdout"));
+        let stderr = collect(child.stderr.take().expect("stderr"));
+        Serve {
+            child,
+            addr,
+            stdout,
+            stderr,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    async fn wait_healthy(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let client = reqwest::Client::new();
+        loop {
+            let ok = client
+                .get(self.url("/healthz"))
+                .timeout(Duration::from_millis(300))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200);
+            if ok {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "serve exited with {status}: {}",
+                    self.stderr.lock().unwrap()
+                );
+            }
+            assert!(Instant::now() < deadline, "serve never became healthy");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The first-start key printed on stdout.
+    fn first_key(&self) -> String {
+        let out = self.stdout.lock().unwrap().clone();
+        out.split_whitespace()
+            .find(|t| t.starts_with("sk_test_"))
+            .unwrap_or_else(|| panic!("no first-start key in {out:?}"))
+            .to_owned()
+    }
+
+    fn sigterm(&self) {
+        let ok = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill")
+            .success();
+        assert!(ok, "kill -TERM");
+    }
+
+    /// Waits for the process to exit (after a SIGTERM) and returns whether it succeeded.
+    async fn exited(&mut self, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status.success();
+            }
+            assert!(Instant::now() < deadline, "no exit within {within:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What one writer knows at the end: its task, the last version acknowledged and the
+/// description written then, and whether a later write ended without a clear answer.
+struct Acked {
+    id: String,
+    version: u64,
+    description: String,
+    unsure: bool,
+}
+
+async fn writer(base: String, key: String, id: String) -> Acked {
+    let client = reqwest::Client::new();
+    let res = client
+        .post(format!("{base}/v1/tasks"))
+        .bearer_auth(&key)
+        .json(&json!({"task_id": id, "task_type": "thumbnail", "status": "PROCESSING", "description": "0"}))
+        .send()
+        .await
+        .expect("the first create is served");
+    assert_eq!(res.status(), 201);
+    let mut acked = Acked {
+        id: id.clone(),
+        version: 1,
+        description: "0".into(),
+        unsure: false,
+    };
+    for n in 1.. {
+        let description = n.to_string();
+        let res = client
+            .patch(format!("{base}/v1/tasks/{id}"))
+            .bearer_auth(&key)
+            .json(&json!({"description": description}))
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await;
+        match res {
+            Ok(r) if r.status().is_success() => {
+                let v: Value = r.json().await.expect("a full response body");
+                acked.version = v["version"].as_u64().expect("version");
+                acked.description = description;
+            }
+            Ok(r) => panic!("{id}: a write answered {}", r.status()),
+            Err(e) => {
+                // Refused before it reached the server: nothing happened. Anything else (a
+                // connection closed under a request the server may not have read) is unsure.
+                acked.unsure = !e.is_connect();
+                break;
+            }
+        }
+    }
+    acked
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_in_flight_requests_and_loses_no_acknowledged_write() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut serve = Serve::start(dir.path(), |_| {});
+    serve.wait_healthy().await;
+    let key = serve.first_key();
+    let base = serve.url("");
+    let client = reqwest::Client::new();
+    let res = client
+        .post(serve.url("/v1/tasks"))
+        .bearer_auth(&key)
+        .json(&json!({"task_id": "watched", "task_type": "thumbnail", "status": "PROCESSING"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+
+    // Long-polls that will be in flight when the signal comes.
+    let polls: Vec<_> = (0..3)
+        .map(|_| {
+            let (c, url, key) = (
+                client.clone(),
+                serve.url("/v1/tasks/watched?wait=2"),
+                key.clone(),
+            );
+            tokio::spawn(async move {
+                c.get(url)
+                    .bearer_auth(key)
+                    .header("If-None-Match", "\"1\"")
+                    .send()
+                    .await
+                    .map(|r| r.status())
+            })
+        })
+        .collect();
+    let writers: Vec<_> = (0..6)
+        .map(|i| tokio::spawn(writer(base.clone(), key.clone(), format!("w{i}"))))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let signalled = Instant::now();
+    serve.sigterm();
+
+    // Not accepting any more: a new connection is refused while the drain goes on.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let late = reqwest::Client::new()
+        .get(serve.url("/healthz"))
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await;
+    assert!(
+        late.is_err(),
+        "a request after SIGTERM was served: {late:?}"
+    );
+
+    for p in polls {
+        let status = p
+            .await
+            .unwrap()
+            .expect("an in-flight long-poll got its response");
+        assert_eq!(status, 304);
+    }
+    let acked: Vec<Acked> = futures_join(writers).await;
+    assert!(serve.exited(Duration::from_secs(15)).await, "clean exit");
+    let drained_in = signalled.elapsed();
+    let total: u64 = acked.iter().map(|a| a.version).sum();
+    assert!(total > 6, "the burst wrote something ({total} versions)");
+
+    let mut again = Serve::start(dir.path(), |_| {});
+    again.wait_healthy().await;
+    let mut unsure_applied = 0;
+    for a in &acked {
+        let v: Value = client
+            .get(again.url(&format!("/v1/tasks/{}", a.id)))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let stored = v["version"].as_u64().unwrap();
+        if stored == a.version {
+            assert_eq!(v["description"], a.description.as_str(), "{}", a.id);
+        } else {
+            assert!(
+                a.unsure && stored == a.version + 1,
+                "{}: acknowledged version {}, stored {stored}",
+                a.id,
+                a.version
+            );
+            unsure_applied += 1;
+        }
+    }
+    println!(
+        "SIGTERM drain: {} writers, {total} acknowledged versions, all present; {unsure_applied} \
+         unanswered writes applied; drained and exited {drained_in:?} after the signal",
+        acked.len()
+    );
+}
+
+async fn futures_join<T: Send + 'static>(handles: Vec<tokio::task::JoinHandle<T>>) -> Vec<T> {
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.expect("task"));
+    }
+    out
+}
+
+const PG_PASSWORD: &str = "pgS3cretPw9";
+const REDIS_PASSWORD: &str = "r3disS3cretPw7";
+
+/// `scheme://user@host…` → `scheme://user:password@host…`
+fn with_password(url: &str, password: &str) -> String {
+    let (scheme, rest) = url.split_once("://").expect("a URL");
+    match rest.split_once('@') {
+        Some((user, host)) => format!("{scheme}://{user}:{password}@{host}"),
+        None => format!("{scheme}://:{password}@{rest}"),
+    }
+}
+
+fn redis_command(port: u16, cmd: &str) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("redis");
+    s.write_all(format!("{cmd}\r\n").as_bytes()).expect("write");
+    let mut buf = [0u8; 64];
+    let n = s.read(&mut buf).expect("read");
+    assert!(
+        buf[..n].starts_with(b"+OK"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_key_or_password_appears_in_any_log_line_at_trace() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pg = PgSchema::new();
+    let prefix = RedisPrefix::new();
+    let mut redis = RedisServer::start();
+    redis_command(
+        redis.port,
+        &format!("CONFIG SET requirepass {REDIS_PASSWORD}"),
+    );
+    let db_url = with_password(&pg.url, PG_PASSWORD);
+    let redis_url = with_password(&redis.url(), REDIS_PASSWORD);
+    let env = |cmd: &mut Command| {
+        cmd.env("TASKWARD_DATABASE_URL", &db_url)
+            .env("TASKWARD_REDIS_URL", &redis_url)
+            .env("TASKWARD_DURABLE__SCHEMA", &pg.name)
+            .env("TASKWARD_HOT__REDIS_PREFIX", &prefix.prefix)
+            .env("TASKWARD_HOT__REDIS_TIMEOUT_MS", "200")
+            .env("RUST_LOG", "trace");
+    };
+    let mut logs = String::new();
+    let mut keys = Vec::new();
+    for (org, scopes) in [("acme", "read,write,cancel"), ("globex", "read")] {
+        let mut cmd = taskward(dir.path());
+        env(&mut cmd);
+        let out = cmd
+            .args([
+                "keys", "create", "--org", org, "--mode", "live", "--scopes", scopes,
+            ])
+            .output()
+            .expect("keys create");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        keys.push(String::from_utf8(out.stdout).unwrap().trim().to_owned());
+        logs.push_str(&String::from_utf8_lossy(&out.stderr));
+    }
+    let (key, reader) = (keys[0].clone(), keys[1].clone());
+    assert!(key.starts_with("sk_live_"), "{key}");
+    let wrong = "sk_live_WrongButWellFormed0123456789abc".to_owned();
+
+    let mut serve = Serve::start(dir.path(), |c| env(c));
+    serve.wait_healthy().await;
+    let c = reqwest::Client::new();
+    let url = |p: &str| serve.url(p);
+    let scenario = |round: u32| {
+        let (c, key, reader, wrong) = (c.clone(), key.clone(), reader.clone(), wrong.clone());
+        let url = url("");
+        async move {
+            let id = format!("log-{round}");
+            let r = c
+                .post(format!("{url}/v1/tasks"))
+                .bearer_auth(&key)
+                .json(&json!({"task_id": id, "task_type": "thumbnail", "status": "PROCESSING", "additional_data": {"k": 1}}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 201);
+            for k in [&key, &reader, &wrong] {
+                let _ = c
+                    .get(format!("{url}/v1/tasks/{id}"))
+                    .bearer_auth(k)
+                    .send()
+                    .await
+                    .unwrap();
+            }
+            let _ = c
+                .get(format!("{url}/v1/tasks/{id}"))
+                .header("Authorization", format!("Basic {key}"))
+                .send()
+                .await
+                .unwrap();
+            let r = c
+                .patch(format!("{url}/v1/tasks/{id}"))
+                .bearer_auth(&key)
+                .header("If-Match", "\"1\"")
+                .json(&json!({"status": "FAILED", "additional_data": {"error": "boom"}}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            let _ = c
+                .patch(format!("{url}/v1/tasks/{id}"))
+                .bearer_auth(&key)
+                .header("If-Match", "\"1\"")
+                .json(&json!({"status": "COMPLETED"}))
+                .send()
+                .await
+                .unwrap();
+            let _ = c
+                .post(format!("{url}/v1/tasks/list?include_total=true"))
+                .bearer_auth(&reader)
+                .json(&json!({"filters": {"AND": [{"field": "additional_data.k", "operator": "eq", "value": 1}]}}))
+                .send()
+                .await
+                .unwrap();
+            let _ = c
+                .post(format!("{url}/v1/tasks"))
+                .bearer_auth(&key)
+                .header("Content-Type", "application/json")
+                .body("{not json")
+                .send()
+                .await
+                .unwrap();
+            let _ = c
+                .delete(format!("{url}/v1/tasks/{id}"))
+                .bearer_auth(&key)
+                .send()
+                .await
+                .unwrap();
+            let _ = c.get(format!("{url}/readyz")).send().await.unwrap();
+        }
+    };
+    scenario(1).await;
+    // Errors are where secrets leak: connection failures name their targets.
+    redis.kill();
+    scenario(2).await;
+    let _ = c.get(url("/metrics")).send().await;
+    serve.sigterm();
+    assert!(serve.exited(Duration::from_secs(15)).await);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    logs.push_str(&serve.stderr.lock().unwrap());
+
+    let lines = logs.lines().count();
+    // Every request leaves lines at debug, with its route: the scan read a real log.
+    assert!(
+        lines > 40 && logs.contains("/v1/tasks/list") && logs.contains("sqlx::query"),
+        "trace logging was on ({lines} lines)"
+    );
+    for secret in [
+        key.as_str(),
+        &key[8..],
+        reader.as_str(),
+        &reader[8..],
+        wrong.as_str(),
+        &wrong[8..],
+        PG_PASSWORD,
+        REDIS_PASSWORD,
+    ] {
+        if let Some(line) = logs.lines().find(|l| l.contains(secret)) {
+            panic!("a log line holds a secret: {line}");
+        }
+    }
+    println!("scanned {lines} log lines at trace: no key, no password");
+}
