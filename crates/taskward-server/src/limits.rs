@@ -190,15 +190,21 @@ pub async fn guard(State(state): State<Limits>, req: Request, next: Next) -> Res
         deadline += Duration::from_secs(limits.max_wait_secs);
     }
     let (parts, body) = req.into_parts();
-    let received = Arc::new(AtomicBool::new(http_body::Body::is_end_stream(&body)));
-    let body = Body::new(Tracked {
-        inner: body,
-        done: received.clone(),
-    });
+    // Only a body still to come can be what is slow; most requests (GETs) have none, and skip
+    // the tracking allocations.
+    let received =
+        (!http_body::Body::is_end_stream(&body)).then(|| Arc::new(AtomicBool::new(false)));
+    let body = match &received {
+        Some(done) => Body::new(Tracked {
+            inner: body,
+            done: done.clone(),
+        }),
+        None => body,
+    };
     let ms = deadline.as_millis() as u64;
     match tokio::time::timeout(deadline, next.run(Request::from_parts(parts, body))).await {
         Ok(res) => res,
-        Err(_) if !received.load(Ordering::Relaxed) => {
+        Err(_) if received.is_some_and(|r| !r.load(Ordering::Relaxed)) => {
             tracing::debug!(timeout_ms = ms, "request body too slow");
             ApiError::BodyTimeout(ms).into_response()
         }

@@ -1,11 +1,22 @@
 //! The API over real HTTP, embedded shape: a real server on a random port over a temp data
 //! directory per test. `tests/api_production` runs the same tests against Redis + PostgreSQL.
+//!
+//! Besides the API suite shared with `api_production` (auth … tasks): hostile input at scale
+//! and limits, which need only one shape — generated requests on every route (`generated`,
+//! proptest), raw-socket attacks (`attacks`, `raw`: deep JSON, huge bodies and headers,
+//! slowloris, thousands of idle connections, the connection cap), the rate limit and request
+//! timeout (`limits`), and cross-tenant probes (`security`).
 
+mod attacks;
 mod auth;
 mod bad_input;
 mod concurrency;
+mod generated;
+mod limits;
 mod listing;
 mod long_poll;
+mod raw;
+mod security;
 mod support;
 mod tasks;
 

@@ -1,5 +1,12 @@
 //! The same API tests as `tests/api`, unchanged, against the production shape: Redis and
 //! PostgreSQL (the machine's), each test in its own schema and key prefix.
+//!
+//! Also faults injected for real under load, which only the production shape has: a private
+//! redis-server killed or partitioned (`redis_faults`), a private PostgreSQL killed with
+//! SIGKILL and restarted (`postgres_killed`), writers racing on one task (`races`), over the
+//! load driver and bookkeeping in `load`. They print what clients saw: run with
+//! `--no-capture` to see the figures. (The crash of the embedded binary is in
+//! `crates/taskward/tests/cli/crash.rs`.)
 
 #[path = "../api/auth.rs"]
 mod auth;
@@ -9,8 +16,12 @@ mod bad_input;
 mod concurrency;
 #[path = "../api/listing.rs"]
 mod listing;
+mod load;
 #[path = "../api/long_poll.rs"]
 mod long_poll;
+mod postgres_killed;
+mod races;
+mod redis_faults;
 #[path = "../api/support.rs"]
 mod support;
 #[path = "../api/tasks.rs"]

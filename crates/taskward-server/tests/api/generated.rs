@@ -278,13 +278,20 @@ fn seeded_app(
     request_timeout_ms: u64,
 ) -> TestApp {
     rt.block_on(async {
-        let app = spawn_app_with(|s| {
+        let mut app = spawn_app_with(|s| {
             // A generated `?wait=` must not stall the run.
             s.limits.max_wait_secs = 1;
             s.limits.header_read_timeout_ms = header_read_timeout_ms;
             s.limits.request_timeout_ms = request_timeout_ms;
         })
         .await;
+        // The server closes a keep-alive connection idle for the header-read timeout; the
+        // checking client must drop idle connections before that, or it may send a request
+        // on one just as the server closes it (a transport error, not a server answer).
+        app.client = reqwest::Client::builder()
+            .pool_idle_timeout(Duration::from_millis(header_read_timeout_ms / 3))
+            .build()
+            .expect("client");
         app.create_ok(json!({"task_id": "t1", "task_type": "thumbnail", "status": "PROCESSING", "additional_data": {"k": "v"}}))
             .await;
         app.create_ok(json!({"task_id": "t2", "task_type": "materialize"}))

@@ -1,0 +1,14 @@
+//! End-to-end tests of the real `taskward` binary, one test binary (link once):
+//! - `serve_and_keys`: `serve` start-up, the first-start key, restart, `keys`, configuration
+//!   layers;
+//! - `client`: the client commands (`get`, `list`, `kill`, `watch`, `create`, `update`),
+//!   `watch` under a pseudo-terminal;
+//! - `crash`: SIGKILL of the embedded default during a write burst loses nothing acknowledged;
+//! - `sigterm_and_logs`: SIGTERM drains in-flight requests; no secret in any log line.
+//!
+//! Each test owns a temp directory, a free port and its server processes.
+
+mod client;
+mod crash;
+mod serve_and_keys;
+mod sigterm_and_logs;
