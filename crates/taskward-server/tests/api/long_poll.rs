@@ -17,6 +17,25 @@ async fn get_with(app: &TestApp, id: &str, inm: Option<&str>, query: &str) -> Re
     req.send().await.expect("request")
 }
 
+/// [`get_with`] on a task of its own (so the test can write meanwhile): the answer and how
+/// long it took.
+fn spawn_get(
+    app: &TestApp,
+    id: &str,
+    inm: Option<&str>,
+    query: &str,
+) -> tokio::task::JoinHandle<(Response, Duration)> {
+    let mut req = app.req(Method::GET, &format!("/v1/tasks/{id}{query}"), &app.key);
+    if let Some(inm) = inm {
+        req = req.header("if-none-match", inm);
+    }
+    tokio::spawn(async move {
+        let started = Instant::now();
+        let res = req.send().await.expect("request");
+        (res, started.elapsed())
+    })
+}
+
 /// The server's count of tasks long-polls are waiting on (`/metrics`).
 async fn waited_on(app: &TestApp) -> u64 {
     let text = app
@@ -98,21 +117,7 @@ async fn malformed_if_none_match_and_wait_are_422_and_unknown_tasks_404_at_once(
 async fn a_waiter_is_answered_by_the_next_change_with_the_new_version() {
     let app = spawn_app().await;
     running_task(&app, "lp").await;
-    let waiter = {
-        let app_url = app.url("/v1/tasks/lp?wait=30");
-        let (client, key) = (app.client.clone(), app.key.clone());
-        tokio::spawn(async move {
-            let started = Instant::now();
-            let res = client
-                .get(app_url)
-                .bearer_auth(key)
-                .header("if-none-match", "\"1\"")
-                .send()
-                .await
-                .expect("request");
-            (res, started.elapsed())
-        })
-    };
+    let waiter = spawn_get(&app, "lp", Some("\"1\""), "?wait=30");
     until_waiting(&app, 1).await;
     assert!(!waiter.is_finished(), "no change yet: still waiting");
     patch_ok(&app, "lp", json!({"additional_data": {"progress": 0.5}})).await;
@@ -131,18 +136,7 @@ async fn a_waiter_is_answered_by_the_next_change_with_the_new_version() {
 async fn a_kill_wakes_a_waiter_and_terminal_tasks_answer_at_once() {
     let app = spawn_app().await;
     running_task(&app, "k").await;
-    let waiter = {
-        let url = app.url("/v1/tasks/k?wait=30");
-        let (client, key) = (app.client.clone(), app.key.clone());
-        tokio::spawn(async move {
-            client
-                .get(url)
-                .bearer_auth(key)
-                .send()
-                .await
-                .expect("request")
-        })
-    };
+    let waiter = spawn_get(&app, "k", None, "?wait=30");
     until_waiting(&app, 1).await;
     let res = app
         .req(Method::DELETE, "/v1/tasks/k", &app.key)
@@ -150,7 +144,7 @@ async fn a_kill_wakes_a_waiter_and_terminal_tasks_answer_at_once() {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
-    let res = tokio::time::timeout(Duration::from_secs(20), waiter)
+    let (res, _) = tokio::time::timeout(Duration::from_secs(20), waiter)
         .await
         .expect("woken by the kill")
         .unwrap();
@@ -206,21 +200,7 @@ async fn at_the_timeout_the_current_state_comes_back_and_waits_are_capped() {
 async fn a_waiter_that_hangs_up_is_forgotten() {
     let app = spawn_app().await;
     running_task(&app, "gone").await;
-    let waiting = tokio::spawn({
-        let (client, url, key) = (
-            app.client.clone(),
-            app.url("/v1/tasks/gone?wait=30"),
-            app.key.clone(),
-        );
-        async move {
-            client
-                .get(url)
-                .bearer_auth(key)
-                .header("if-none-match", "\"1\"")
-                .send()
-                .await
-        }
-    });
+    let waiting = spawn_get(&app, "gone", Some("\"1\""), "?wait=30");
     until_waiting(&app, 1).await;
     // The client gives up: the server sees the connection close and forgets the wait.
     waiting.abort();
@@ -239,22 +219,8 @@ async fn a_write_through_one_instance_wakes_a_waiter_on_another() {
     // B has read (and cached) version 1 before the change.
     assert_eq!(b.get_ok("x").await["version"], 1);
     for version in 2..=4u64 {
-        let waiter = {
-            let url = b.url("/v1/tasks/x?wait=30");
-            let (client, key) = (b.client.clone(), b.key.clone());
-            let held = format!("\"{}\"", version - 1);
-            tokio::spawn(async move {
-                let started = Instant::now();
-                let res = client
-                    .get(url)
-                    .bearer_auth(key)
-                    .header("if-none-match", held)
-                    .send()
-                    .await
-                    .expect("request");
-                (res, started.elapsed())
-            })
-        };
+        let held = format!("\"{}\"", version - 1);
+        let waiter = spawn_get(&b, "x", Some(&held), "?wait=30");
         until_waiting(&b, 1).await;
         assert!(!waiter.is_finished());
         patch_ok(&a, "x", json!({"additional_data": {"step": version}})).await;
@@ -275,24 +241,12 @@ async fn a_write_through_one_instance_wakes_a_waiter_on_another() {
 async fn stopping_the_server_answers_waiting_long_polls_at_once() {
     let app = spawn_app().await;
     running_task(&app, "s").await;
-    let waiter = {
-        let url = app.url("/v1/tasks/s?wait=60");
-        let (client, key) = (app.client.clone(), app.key.clone());
-        tokio::spawn(async move {
-            client
-                .get(url)
-                .bearer_auth(key)
-                .header("if-none-match", "\"1\"")
-                .send()
-                .await
-                .expect("request")
-        })
-    };
+    let waiter = spawn_get(&app, "s", Some("\"1\""), "?wait=60");
     until_waiting(&app, 1).await;
     let started = Instant::now();
     // Joins the server: returns only once in-flight requests have drained.
     app.stop().await;
-    let res = waiter.await.unwrap();
+    let (res, _) = waiter.await.unwrap();
     assert_eq!(
         res.status(),
         StatusCode::NOT_MODIFIED,
