@@ -58,8 +58,9 @@ pub trait DurableTier: Send + Sync + std::fmt::Debug + 'static {
         digest: &str,
     ) -> Result<Inserted, StoreError>;
 
-    /// Replaces the task if its stored version is still `expected_version`; `false` when
-    /// another write got there first (or the task is gone).
+    /// Replaces the task if its stored version is still `expected_version` and it is the same
+    /// incarnation (its `created_at` equals `task.created_at`); `false` when another write got
+    /// there first, or the task is gone or was deleted and created again.
     async fn replace(
         &self,
         tenant: &Tenant,

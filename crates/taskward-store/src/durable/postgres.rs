@@ -14,6 +14,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions, PgRow};
 use sqlx::types::Json;
 use sqlx::{PgPool, Row};
@@ -677,6 +678,9 @@ async fn commit_groups(
     queue: Arc<Mutex<mpsc::Receiver<Replace>>>,
     channel: Arc<str>,
 ) {
+    // Each committer keeps a connection of its own: sqlx pings a connection (a round trip)
+    // every time it goes back to the pool, which would double the statements per group.
+    let mut conn = None;
     loop {
         let mut group = Vec::new();
         {
@@ -706,7 +710,7 @@ async fn commit_groups(
                     b.task.task_id.as_str(),
                 ))
         });
-        match retry_stale(&pool, || update_group(&pool, &group, &channel)).await {
+        match commit_group(&pool, &mut conn, &group, &channel).await {
             Ok(won) => {
                 for (i, job) in group.into_iter().enumerate() {
                     let _ = job.reply.send(Ok(won.contains(&(i as i32))));
@@ -731,8 +735,38 @@ async fn commit_groups(
     }
 }
 
-async fn update_group(
+/// Commits one group on the committer's connection (opened when it has none). As in
+/// [`retry_stale`], a connection found stale is replaced and the group committed again.
+async fn commit_group(
     pool: &PgPool,
+    conn: &mut Option<PoolConnection<sqlx::Postgres>>,
+    group: &[Replace],
+    channel: &str,
+) -> Result<Vec<i32>, StoreError> {
+    let mut left = pool.options().get_max_connections();
+    loop {
+        let c = match conn {
+            Some(c) => c,
+            None => conn.insert(pool.acquire().await.map_err(map_err)?),
+        };
+        match update_group(c, group, channel).await {
+            Ok(won) => return Ok(won),
+            Err(e) => {
+                // Whatever failed, the next attempt starts on a connection the pool checks.
+                *conn = None;
+                if left > 0 && stale_connection(&e) {
+                    left -= 1;
+                    tracing::debug!(error = %e, "stale PostgreSQL connection; committing on another");
+                    continue;
+                }
+                return Err(e);
+            }
+        }
+    }
+}
+
+async fn update_group(
+    conn: &mut sqlx::PgConnection,
     group: &[Replace],
     channel: &str,
 ) -> Result<Vec<i32>, StoreError> {
@@ -768,12 +802,13 @@ async fn update_group(
          updated_at = v.updated_at, started_at = v.started_at, finished_at = v.finished_at, version = v.version \
          FROM unnest($1::int4[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bool[], $8::jsonb[], \
                      $9::jsonb[], $10::jsonb[], $11::text[], $12::timestamptz[], $13::timestamptz[], $14::timestamptz[], \
-                     $15::int8[], $16::int8[]) \
+                     $15::int8[], $16::int8[], $17::timestamptz[]) \
            AS v(idx, org, mode, task_id, task_type, status, active, inputs, outputs, additional_data, description, \
-                updated_at, started_at, finished_at, version, expected) \
+                updated_at, started_at, finished_at, version, expected, created_at) \
          WHERE t.org = v.org AND t.mode = v.mode AND t.task_id = v.task_id AND t.version = v.expected \
+           AND t.created_at = v.created_at \
          RETURNING v.idx, t.org, t.mode, t.task_id, t.version) \
-         SELECT won.idx FROM won, pg_notify($17, won.org || ' ' || won.mode || ' ' || won.task_id || ' ' || won.version) AS n",
+         SELECT won.idx FROM won, pg_notify($18, won.org || ' ' || won.mode || ' ' || won.task_id || ' ' || won.version) AS n",
     )
     .bind((0..group.len() as i32).collect::<Vec<i32>>())
     .bind(group.iter().map(|j| j.tenant.org.as_str()).collect::<Vec<_>>())
@@ -791,8 +826,9 @@ async fn update_group(
     .bind(group.iter().map(|j| j.task.finished_at).collect::<Vec<_>>())
     .bind(group.iter().map(|j| j.task.version as i64).collect::<Vec<_>>())
     .bind(group.iter().map(|j| j.expected as i64).collect::<Vec<_>>())
+    .bind(group.iter().map(|j| j.task.created_at).collect::<Vec<_>>())
     .bind(channel)
-    .fetch_all(pool)
+    .fetch_all(conn)
     .await
     .map_err(map_err)?;
     Ok(won)

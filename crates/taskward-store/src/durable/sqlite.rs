@@ -309,7 +309,7 @@ impl DurableTier for SqliteDurable {
         let done = sqlx::query(
             "UPDATE tasks SET task_type = ?, status = ?, active = ?, inputs = ?, outputs = ?, \
              additional_data = ?, description = ?, updated_at = ?, started_at = ?, finished_at = ?, \
-             version = ? WHERE org = ? AND mode = ? AND task_id = ? AND version = ?",
+             version = ? WHERE org = ? AND mode = ? AND task_id = ? AND version = ? AND created_at = ?",
         )
         .bind(&task.task_type)
         .bind(task.status.as_str())
@@ -326,6 +326,7 @@ impl DurableTier for SqliteDurable {
         .bind(tenant.mode.as_str())
         .bind(task.task_id.as_str())
         .bind(expected_version as i64)
+        .bind(time::format(&task.created_at))
         .execute(&self.writer)
         .await
         .map_err(map_err)?;
