@@ -285,6 +285,16 @@ mod tests {
     }
 
     #[test]
+    fn the_stored_form_is_lower_case_hex_sha256() {
+        let k = ApiKey::parse("sk_live_abcdefghijklmnopqrstuvwx").unwrap();
+        // `printf %s sk_live_abcdefghijklmnopqrstuvwx | sha256sum`
+        assert_eq!(
+            k.hash(),
+            "1d420a5c0cf5948a3dbdb7afa89e63d9ef759fb3702fc19d0642564e3de52c3d"
+        );
+    }
+
+    #[test]
     fn debug_never_shows_the_secret() {
         let k = ApiKey::parse("sk_live_abcdefghijklmnopqrstuvwx").unwrap();
         let shown = format!("{k:?}");

@@ -15,29 +15,41 @@ use crate::settings::Settings;
 /// Name of the embedded database file inside the data directory.
 pub const SQLITE_FILE: &str = "taskward.db";
 
-/// Shared by all requests.
+/// Shared by all requests. One `Arc`: axum clones the state for every middleware and handler
+/// of every request, and one reference count is much cheaper to share between worker threads
+/// than a dozen.
 #[derive(Debug, Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+/// What [`AppState`] holds.
+#[derive(Debug)]
+pub struct Shared {
     pub store: TieredStore,
-    pub settings: Arc<Settings>,
-    pub task_types: Arc<TaskTypes>,
-    pub keys: Arc<KeyCache>,
-    pub metrics: Arc<crate::metrics::Metrics>,
+    pub settings: Settings,
+    pub task_types: TaskTypes,
+    pub keys: KeyCache,
+    pub metrics: crate::metrics::Metrics,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }
 
 impl AppState {
     /// Builds the state over an opened store.
     pub fn new(settings: Settings, store: TieredStore) -> anyhow::Result<Self> {
         let task_types = TaskTypes::new(&settings.task_types)?;
-        Ok(AppState {
+        Ok(AppState(Arc::new(Shared {
             store,
-            keys: Arc::new(KeyCache::new(Duration::from_millis(
-                settings.auth.key_cache_ttl_ms,
-            ))),
-            task_types: Arc::new(task_types),
-            metrics: Arc::new(crate::metrics::Metrics::new()),
-            settings: Arc::new(settings),
-        })
+            keys: KeyCache::new(Duration::from_millis(settings.auth.key_cache_ttl_ms)),
+            task_types,
+            metrics: crate::metrics::Metrics::new(),
+            settings,
+        })))
     }
 }
 

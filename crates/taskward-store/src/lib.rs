@@ -15,7 +15,7 @@ pub mod tiered;
 pub use changes::{Changes, Watch};
 pub use durable::postgres::{PostgresDurable, PostgresOptions};
 pub use durable::{sqlite::SqliteDurable, DurableTier, Inserted, PendingInvalidation};
-pub use hot::{memory::MemoryHot, redis::RedisHot, HotTier};
+pub use hot::{memory::MemoryHot, redis::RedisHot, HotTier, RenderedTask};
 pub use tiered::{Created, Killed, Maintenance, Source, StoreStats, TieredStore};
 
 /// What callers of the store branch on. Driver errors are converted inside each back-end.

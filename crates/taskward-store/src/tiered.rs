@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::changes::Changes;
 use crate::durable::{DurableTier, Inserted, PendingInvalidation};
-use crate::hot::{HotError, HotTier};
+use crate::hot::{HotError, HotTier, RenderedTask};
 use crate::StoreError;
 
 /// How often a write retries its compare-and-set after losing a race before giving up with
@@ -193,28 +193,65 @@ impl TieredStore {
 
     /// A task, hot tier first.
     pub async fn get(&self, tenant: &Tenant, id: &TaskId) -> Result<(Task, Source), StoreError> {
-        let use_hot = !self.hot_suspect();
-        if use_hot {
-            match self.hot.get(tenant, id).await {
-                Ok(Some(task)) => {
-                    bump(&self.stats.hot_hits);
-                    return Ok((task, Source::Hot));
-                }
-                Ok(None) => bump(&self.stats.hot_misses),
-                Err(e) => {
-                    bump(&self.stats.hot_errors);
-                    bump(&self.stats.hot_fallbacks);
-                    tracing::warn!(error = %e, "hot tier read failed; reading durable tier");
-                }
-            }
-        } else {
-            bump(&self.stats.hot_fallbacks);
+        if let Some(task) = self.hot_read(self.hot.get(tenant, id)).await {
+            return Ok((task, Source::Hot));
         }
+        self.durable_read(tenant, id).await
+    }
+
+    /// A task as `GET /v1/tasks/{task_id}` sends it, hot tier first: a hot hit is answered
+    /// with the stored bytes.
+    pub async fn get_rendered(
+        &self,
+        tenant: &Tenant,
+        id: &TaskId,
+    ) -> Result<RenderedTask, StoreError> {
+        if let Some(rendered) = self.hot_read(self.hot.get_rendered(tenant, id)).await {
+            return Ok(rendered);
+        }
+        let (task, source) = self.durable_read(tenant, id).await?;
+        RenderedTask::new(&task, source == Source::Durable).map_err(StoreError::internal)
+    }
+
+    /// A read from the hot tier, counted; `None` on a miss, a failure, or while the hot tier
+    /// is suspect (then `read` is never polled).
+    async fn hot_read<T>(
+        &self,
+        read: impl std::future::Future<Output = Result<Option<T>, HotError>>,
+    ) -> Option<T> {
+        if self.hot_suspect() {
+            bump(&self.stats.hot_fallbacks);
+            return None;
+        }
+        match read.await {
+            Ok(Some(found)) => {
+                bump(&self.stats.hot_hits);
+                Some(found)
+            }
+            Ok(None) => {
+                bump(&self.stats.hot_misses);
+                None
+            }
+            Err(e) => {
+                bump(&self.stats.hot_errors);
+                bump(&self.stats.hot_fallbacks);
+                tracing::warn!(error = %e, "hot tier read failed; reading durable tier");
+                None
+            }
+        }
+    }
+
+    /// A read from the durable tier after the hot tier could not answer, re-warming it.
+    async fn durable_read(
+        &self,
+        tenant: &Tenant,
+        id: &TaskId,
+    ) -> Result<(Task, Source), StoreError> {
         let task = self
             .durable_get(tenant, id)
             .await?
             .ok_or(StoreError::NotFound)?;
-        if use_hot {
+        if !self.hot_suspect() {
             if let Err(e) = self.hot.put(tenant, &task).await {
                 // This read acknowledged nothing, so a failed re-warm only costs a later miss.
                 bump(&self.stats.hot_errors);

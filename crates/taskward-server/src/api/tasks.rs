@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use taskward_model::list::{ListQuery, ListResponse, ListTasksBody, Paging, PagingParams, Sort};
 use taskward_model::Invalid;
 use taskward_model::{CreateTask, ErrorBody, Scope, Task, TaskResponse, UpdateTask};
-use taskward_store::{Killed, Source};
+use taskward_store::{Killed, RenderedTask, Source};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Caller;
@@ -23,16 +23,14 @@ use crate::state::AppState;
 
 /// A task with its `ETag: "<version>"`.
 fn task_response(status: StatusCode, task: Task, source: Source) -> Response {
-    let etag = HeaderValue::from_str(&format!("\"{}\"", task.version)).ok();
+    let etag = etag(task.version);
     let location = HeaderValue::from_str(&format!("/v1/tasks/{}", task.task_id)).ok();
     let mut res = (
         status,
         Json(TaskResponse::new(task, source == Source::Durable)),
     )
         .into_response();
-    if let Some(etag) = etag {
-        res.headers_mut().insert(header::ETAG, etag);
-    }
+    res.headers_mut().insert(header::ETAG, etag);
     if status == StatusCode::CREATED {
         if let Some(location) = location {
             res.headers_mut().insert(header::LOCATION, location);
@@ -114,7 +112,10 @@ pub async fn get_task(
         .wait(max_wait)?
         .filter(|_| if_none_match != IfNoneMatch::Any);
     let (task, source) = match wait {
-        None => store.get(&caller.tenant, &id).await?,
+        None => {
+            let rendered = store.get_rendered(&caller.tenant, &id).await?;
+            return Ok(respond_rendered(&if_none_match, rendered));
+        }
         Some(wait) => {
             let deadline = tokio::time::Instant::now() + wait;
             let unchanged = match if_none_match.single() {
@@ -141,13 +142,37 @@ pub async fn get_task(
 /// 304 when the client already holds this version, else the task.
 fn respond(if_none_match: &IfNoneMatch, task: Task, source: Source) -> Response {
     if if_none_match.matches(task.version) {
-        let mut res = StatusCode::NOT_MODIFIED.into_response();
-        if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", task.version)) {
-            res.headers_mut().insert(header::ETAG, etag);
-        }
-        return res;
+        return not_modified(task.version);
     }
     task_response(StatusCode::OK, task, source)
+}
+
+/// [`respond`] for a task already rendered (a plain GET).
+fn respond_rendered(if_none_match: &IfNoneMatch, task: RenderedTask) -> Response {
+    if if_none_match.matches(task.version) {
+        return not_modified(task.version);
+    }
+    let mut res = (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        task.body,
+    )
+        .into_response();
+    res.headers_mut().insert(header::ETAG, etag(task.version));
+    res
+}
+
+fn not_modified(version: u64) -> Response {
+    let mut res = StatusCode::NOT_MODIFIED.into_response();
+    res.headers_mut().insert(header::ETAG, etag(version));
+    res
+}
+
+/// `"<version>"`: digits and quotes only, always a valid header value.
+fn etag(version: u64) -> HeaderValue {
+    HeaderValue::try_from(format!("\"{version}\"")).expect("digits and quotes are valid")
 }
 
 /// List active (non-terminal) tasks, newest first.

@@ -126,18 +126,29 @@ impl PostgresDurable {
             .max_connections(1)
             .test_before_acquire(true)
             .acquire_timeout(opts.timeout)
-            .connect_lazy_with(connect);
+            .connect_lazy_with(connect.clone());
         // Channels are database-wide: one per schema keeps instances of separate deployments
         // (and parallel tests) sharing a database out of each other's wake-ups.
         let channel: Arc<str> = match &opts.schema {
             Some(schema) => format!("taskward_changes:{schema}").into(),
             None => "taskward_changes".into(),
         };
+        // The group committers' connections, one each, held for good (see `commit_groups`):
+        // a pool of their own, so they never starve the request pool however small it is.
+        let write_pool = PgPoolOptions::new()
+            .max_connections(COMMITTERS as u32)
+            .test_before_acquire(true)
+            .acquire_timeout(opts.timeout)
+            .connect_lazy_with(connect.clone());
         let (writes, queue) = mpsc::channel(4 * MAX_GROUP);
         let queue = Arc::new(Mutex::new(queue));
         for _ in 0..COMMITTERS {
             // Each worker ends when every sender (every clone of this tier) is gone.
-            tokio::spawn(commit_groups(pool.clone(), queue.clone(), channel.clone()));
+            tokio::spawn(commit_groups(
+                write_pool.clone(),
+                queue.clone(),
+                channel.clone(),
+            ));
         }
         Ok(PostgresDurable {
             pool,
@@ -678,8 +689,8 @@ async fn commit_groups(
     queue: Arc<Mutex<mpsc::Receiver<Replace>>>,
     channel: Arc<str>,
 ) {
-    // Each committer keeps a connection of its own: sqlx pings a connection (a round trip)
-    // every time it goes back to the pool, which would double the statements per group.
+    // Each committer keeps its connection: sqlx pings a connection (a round trip) every time
+    // it goes back to the pool, which would double the statements per group.
     let mut conn = None;
     loop {
         let mut group = Vec::new();
@@ -735,8 +746,9 @@ async fn commit_groups(
     }
 }
 
-/// Commits one group on the committer's connection (opened when it has none). As in
-/// [`retry_stale`], a connection found stale is replaced and the group committed again.
+/// Commits one group on the committer's connection (taken from the committers' own pool, which
+/// checks it, when it has none). As in [`retry_stale`], a connection found stale is replaced and
+/// the group committed again.
 async fn commit_group(
     pool: &PgPool,
     conn: &mut Option<PoolConnection<sqlx::Postgres>>,

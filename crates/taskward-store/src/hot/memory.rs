@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use taskward_model::{Task, TaskId, Tenant};
 use tokio::time::Instant;
 
-use super::{HotError, HotTier};
+use super::{HotError, HotTier, RenderedTask};
 
 const SHARDS: usize = 16;
 
@@ -35,11 +35,11 @@ struct Key {
     task_id: String,
 }
 
-/// A cached document, or a tombstone (`task: None`) left by an invalidation so that no older
-/// version can be put back.
+/// A cached document (the task and its rendered form), or a tombstone (`task: None`) left by
+/// an invalidation so that no older version can be put back.
 #[derive(Debug)]
 struct Entry {
-    task: Option<Task>,
+    task: Option<(Task, RenderedTask)>,
     version: u64,
     expires: Instant,
 }
@@ -64,6 +64,25 @@ impl MemoryHot {
         }
     }
 
+    /// `f` of the live entry's document, if there is one.
+    fn read<T>(
+        &self,
+        tenant: &Tenant,
+        id: &TaskId,
+        f: impl FnOnce(&(Task, RenderedTask)) -> T,
+    ) -> Option<T> {
+        let key = Self::key(tenant, id);
+        let mut shard = self.shard(&key);
+        match shard.get(&key) {
+            Some(e) if e.expires > Instant::now() => e.task.as_ref().map(f),
+            Some(_) => {
+                shard.remove(&key);
+                None
+            }
+            None => None,
+        }
+    }
+
     fn shard(&self, key: &Key) -> std::sync::MutexGuard<'_, HashMap<Key, Entry>> {
         let i = (self.hasher.hash_one(key) as usize) % SHARDS;
         // A panic while holding the lock cannot leave an entry half-written (inserts are
@@ -83,19 +102,19 @@ impl HotTier for MemoryHot {
     }
 
     async fn get(&self, tenant: &Tenant, id: &TaskId) -> Result<Option<Task>, HotError> {
-        let key = Self::key(tenant, id);
-        let mut shard = self.shard(&key);
-        match shard.get(&key) {
-            Some(e) if e.expires > Instant::now() => Ok(e.task.clone()),
-            Some(_) => {
-                shard.remove(&key);
-                Ok(None)
-            }
-            None => Ok(None),
-        }
+        Ok(self.read(tenant, id, |(task, _)| task.clone()))
+    }
+
+    async fn get_rendered(
+        &self,
+        tenant: &Tenant,
+        id: &TaskId,
+    ) -> Result<Option<RenderedTask>, HotError> {
+        Ok(self.read(tenant, id, |(_, rendered)| rendered.clone()))
     }
 
     async fn put(&self, tenant: &Tenant, task: &Task) -> Result<(), HotError> {
+        let rendered = RenderedTask::new(task, false).map_err(|e| HotError(e.to_string()))?;
         let key = Self::key(tenant, &task.task_id);
         let now = Instant::now();
         let expires = now + self.ttl;
@@ -105,7 +124,7 @@ impl HotTier for MemoryHot {
                 return Ok(());
             }
             *e = Entry {
-                task: Some(task.clone()),
+                task: Some((task.clone(), rendered)),
                 version: task.version,
                 expires,
             };
@@ -124,7 +143,7 @@ impl HotTier for MemoryHot {
         shard.insert(
             key,
             Entry {
-                task: Some(task.clone()),
+                task: Some((task.clone(), rendered)),
                 version: task.version,
                 expires,
             },

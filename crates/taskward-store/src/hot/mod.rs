@@ -8,12 +8,34 @@ pub mod memory;
 pub mod redis;
 
 use async_trait::async_trait;
-use taskward_model::{Task, TaskId, Tenant};
+use bytes::Bytes;
+use taskward_model::{Task, TaskId, TaskResponse, Tenant};
 
 /// A failure of the hot tier. Never shown to clients: reads fall back to the durable tier.
 #[derive(Debug, thiserror::Error)]
 #[error("hot tier: {0}")]
 pub struct HotError(pub String);
+
+/// A task as `GET /v1/tasks/{task_id}` sends it: its version (the ETag) and its JSON body.
+/// The hot tier keeps tasks in this form, so a hot read is answered without parsing or
+/// serialising anything.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RenderedTask {
+    pub version: u64,
+    pub body: Bytes,
+}
+
+impl RenderedTask {
+    /// Renders `task` as the API's [`TaskResponse`]; `from_durable` adds the fallback
+    /// annotation.
+    pub fn new(task: &Task, from_durable: bool) -> Result<Self, serde_json::Error> {
+        let body = serde_json::to_vec(&TaskResponse::new(task.clone(), from_durable))?;
+        Ok(RenderedTask {
+            version: task.version,
+            body: body.into(),
+        })
+    }
+}
 
 /// A cache of task documents keyed by tenant and task id, each entry expiring after a TTL
 /// counted from its last write.
@@ -27,6 +49,13 @@ pub trait HotTier: Send + Sync + std::fmt::Debug + 'static {
 
     /// The cached document, if present and not expired.
     async fn get(&self, tenant: &Tenant, id: &TaskId) -> Result<Option<Task>, HotError>;
+
+    /// The cached document as a GET answers it, if present and not expired.
+    async fn get_rendered(
+        &self,
+        tenant: &Tenant,
+        id: &TaskId,
+    ) -> Result<Option<RenderedTask>, HotError>;
 
     /// Stores `task` unless a newer version is cached; (re)starts its TTL either way when the
     /// version is not older.

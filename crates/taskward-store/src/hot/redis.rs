@@ -1,9 +1,9 @@
 //! The production hot tier: Redis, one hash per task.
 //!
-//! Key `{prefix}t:{org}:{mode}:{task_id}`, fields `v` (version) and `d` (the task document as
-//! JSON). Writes and invalidations are Lua scripts that compare versions on the server, so an
+//! Key `{prefix}t:{org}:{mode}:{task_id}`, fields `v` (version) and `w` (the task as the API
+//! sends it: a hot GET returns these bytes as they are). Writes and invalidations are Lua scripts that compare versions on the server, so an
 //! older document never replaces a newer one whatever order concurrent instances' writes arrive
-//! in. An invalidation leaves a tombstone (`v` without `d`) for the TTL, so a slow re-warm of an
+//! in. An invalidation leaves a tombstone (`v` without `w`) for the TTL, so a slow re-warm of an
 //! older version read before the invalidation cannot bring stale data back.
 //!
 //! One multiplexed connection (the `redis` crate's `ConnectionManager`) carries every request
@@ -19,13 +19,15 @@ use redis::Script;
 use taskward_model::{Task, TaskId, Tenant};
 use tokio::sync::OnceCell;
 
-use super::{HotError, HotTier};
+use super::{HotError, HotTier, RenderedTask};
 
-/// Stores the document unless a newer version is there; (re)starts the TTL.
+/// Stores the document unless a newer version is there; (re)starts the TTL. `d` is where
+/// earlier releases kept the document: dropped so it can never be read stale.
 const PUT: &str = r"
 local cur = tonumber(redis.call('HGET', KEYS[1], 'v'))
 if cur and cur > tonumber(ARGV[1]) then return 0 end
-redis.call('HSET', KEYS[1], 'v', ARGV[1], 'd', ARGV[2])
+redis.call('HSET', KEYS[1], 'v', ARGV[1], 'w', ARGV[2])
+redis.call('HDEL', KEYS[1], 'd')
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1
 ";
@@ -34,7 +36,7 @@ return 1
 const INVALIDATE: &str = r"
 local cur = tonumber(redis.call('HGET', KEYS[1], 'v'))
 if cur and cur > tonumber(ARGV[1]) then return 0 end
-redis.call('HDEL', KEYS[1], 'd')
+redis.call('HDEL', KEYS[1], 'w', 'd')
 redis.call('HSET', KEYS[1], 'v', ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
@@ -167,26 +169,54 @@ impl HotTier for RedisHot {
             .call(|mut c| async move {
                 redis::cmd("HGET")
                     .arg(&key)
-                    .arg("d")
+                    .arg("w")
                     .query_async(&mut c)
                     .await
             })
             .await?;
+        // The rendered form parses as a `Task`: the fields it adds are ignored.
         doc.map(|d| {
             serde_json::from_slice(&d).map_err(|e| HotError(format!("corrupt hot entry: {e}")))
         })
         .transpose()
     }
 
+    async fn get_rendered(
+        &self,
+        tenant: &Tenant,
+        id: &TaskId,
+    ) -> Result<Option<RenderedTask>, HotError> {
+        let key = self.key(tenant, id);
+        let (version, body): (Option<u64>, Option<Vec<u8>>) = self
+            .call(|mut c| async move {
+                redis::cmd("HMGET")
+                    .arg(&key)
+                    .arg("v")
+                    .arg("w")
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(match (version, body) {
+            (Some(version), Some(body)) => Some(RenderedTask {
+                version,
+                body: body.into(),
+            }),
+            _ => None,
+        })
+    }
+
     async fn put(&self, tenant: &Tenant, task: &Task) -> Result<(), HotError> {
         let key = self.key(tenant, &task.task_id);
-        let doc = serde_json::to_vec(task).map_err(|e| HotError(e.to_string()))?;
+        let doc = RenderedTask::new(task, false)
+            .map_err(|e| HotError(e.to_string()))?
+            .body;
         let (version, ttl) = (task.version, self.ttl_ms());
         self.call(|mut c| async move {
             self.put
                 .key(&key)
                 .arg(version)
-                .arg(doc)
+                .arg(&doc[..])
                 .arg(ttl)
                 .invoke_async::<i64>(&mut c)
                 .await

@@ -59,6 +59,14 @@ async fn tasks_insert_get_and_compare_and_set() {
             !d.tier.replace(&acme(), &next, 7).await.unwrap(),
             "{name}: stale version must lose"
         );
+        // The same id and version from another incarnation of the task (deleted and created
+        // again; a stale cached copy) must lose too.
+        let mut other_life = next.clone();
+        other_life.created_at -= chrono::Duration::microseconds(1);
+        assert!(
+            !d.tier.replace(&acme(), &other_life, 1).await.unwrap(),
+            "{name}: another incarnation must lose"
+        );
         assert!(d.tier.replace(&acme(), &next, 1).await.unwrap(), "{name}");
         assert!(
             !d.tier.replace(&acme(), &next, 1).await.unwrap(),

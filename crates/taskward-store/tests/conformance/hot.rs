@@ -11,12 +11,25 @@ async fn put_get_version_guard_and_tombstones() {
     for (name, h) in hots() {
         let hot = h.tier.as_ref();
         assert_eq!(hot.get(&acme(), &id("t1")).await.unwrap(), None, "{name}");
+        assert_eq!(
+            hot.get_rendered(&acme(), &id("t1")).await.unwrap(),
+            None,
+            "{name}"
+        );
         let t2 = task("t1", 2);
         hot.put(&acme(), &t2).await.unwrap();
         assert_eq!(
             hot.get(&acme(), &id("t1")).await.unwrap(),
-            Some(t2),
+            Some(t2.clone()),
             "{name}: round trip"
+        );
+        // The rendered form is exactly what the API would send for the task.
+        let rendered = hot.get_rendered(&acme(), &id("t1")).await.unwrap().unwrap();
+        assert_eq!(rendered.version, 2, "{name}");
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&rendered.body).unwrap(),
+            serde_json::to_value(taskward_model::TaskResponse::new(t2, false)).unwrap(),
+            "{name}: rendered body"
         );
 
         hot.put(&acme(), &task("t1", 1)).await.unwrap();
@@ -51,6 +64,11 @@ async fn put_get_version_guard_and_tombstones() {
         // An invalidation at version 5 drops the entry and refuses anything older.
         hot.invalidate(&acme(), &id("t1"), 5).await.unwrap();
         assert_eq!(hot.get(&acme(), &id("t1")).await.unwrap(), None, "{name}");
+        assert_eq!(
+            hot.get_rendered(&acme(), &id("t1")).await.unwrap(),
+            None,
+            "{name}: a tombstone renders nothing"
+        );
         hot.put(&acme(), &task("t1", 4)).await.unwrap();
         assert_eq!(
             hot.get(&acme(), &id("t1")).await.unwrap(),

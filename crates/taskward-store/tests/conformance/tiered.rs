@@ -1,11 +1,12 @@
 //! `TieredStore` over every pairing: memory or Redis over SQLite or PostgreSQL.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
 use taskward_model::list::{ListQuery, Paging, PagingParams, Sort};
 use taskward_model::{TaskStatus, UpdateTask};
-use taskward_store::{Killed, Source, StoreError, TieredStore};
+use taskward_store::{HotTier, Killed, MemoryHot, RenderedTask, Source, StoreError, TieredStore};
 
 use crate::support::{acme, create_req, id, memory, postgres, redis, sqlite};
 
@@ -56,6 +57,41 @@ async fn the_same_story_on_every_pairing() {
             "{name}"
         );
         assert_eq!(store.get(&acme(), &id("t1")).await.unwrap().0, v2, "{name}");
+        let rendered = store.get_rendered(&acme(), &id("t1")).await.unwrap();
+        assert_eq!(
+            (rendered.version, rendered.body),
+            (2, RenderedTask::new(&v2, false).unwrap().body),
+            "{name}: a hot GET answers with the stored rendering"
+        );
+
+        // Writes start from the hot copy, but a stale one (here: the hot tier kept version 1,
+        // as after a lost hot write) only costs a retry from the durable tier: the result
+        // builds on version 2, never on the stale copy.
+        let mut stale = created.task.clone();
+        stale.additional_data = Some(json!({"stale": true}).as_object().unwrap().clone());
+        let stale_hot = Arc::new(MemoryHot::new(ttl, 10));
+        stale_hot.put(&acme(), &stale).await.unwrap();
+        let stale_store = TieredStore::new(stale_hot, durable.tier.clone())
+            .await
+            .unwrap();
+        let merge: UpdateTask =
+            serde_json::from_value(json!({"additional_data": {"q": 2}})).unwrap();
+        let v3 = stale_store
+            .update(&acme(), &id("t1"), &merge, None)
+            .await
+            .unwrap();
+        assert_eq!(v3.version, 3, "{name}");
+        assert_eq!(
+            v3.additional_data,
+            json!({"p": 1, "q": 2}).as_object().cloned(),
+            "{name}: built on the durable version 2, not the stale hot copy"
+        );
+        assert_eq!(
+            durable.tier.get(&acme(), &id("t1")).await.unwrap(),
+            Some(v3.clone()),
+            "{name}"
+        );
+        let v2 = v3;
 
         // A cold read comes from the durable tier and warms the hot one.
         hot.tier.invalidate(&acme(), &id("t1"), 2).await.unwrap();
