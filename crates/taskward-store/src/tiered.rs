@@ -414,17 +414,7 @@ impl TieredStore {
     /// the durable tier, so a stale copy costs only a lost race, and the caller then reads the
     /// durable tier as it would have anyway.
     async fn hot_base(&self, tenant: &Tenant, id: &TaskId) -> Option<Task> {
-        if self.hot_suspect() {
-            return None;
-        }
-        match self.hot.get(tenant, id).await {
-            Ok(task) => task,
-            Err(e) => {
-                bump(&self.stats.hot_errors);
-                tracing::debug!(error = %e, "hot tier read for a write failed; reading durable tier");
-                None
-            }
-        }
+        self.hot_read(self.hot.get(tenant, id)).await
     }
 
     /// Compare-and-set in the durable tier, then write-through; `false` on a lost race.
