@@ -70,11 +70,11 @@ pub struct Readiness {
 /// Counters of what the store did, for `/metrics`.
 #[derive(Debug, Default)]
 pub struct StoreStats {
-    /// Reads answered by the hot tier.
+    /// Reads answered by the hot tier (GETs, and the first read of a write).
     pub hot_hits: AtomicU64,
     /// Reads the hot tier did not have.
     pub hot_misses: AtomicU64,
-    /// Reads served by the durable tier because the hot tier failed or was suspect.
+    /// Reads that went to the durable tier because the hot tier failed or was suspect.
     pub hot_fallbacks: AtomicU64,
     /// Failed hot-tier calls.
     pub hot_errors: AtomicU64,

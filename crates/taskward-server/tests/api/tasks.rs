@@ -36,6 +36,8 @@ async fn create_answers_201_with_etag_and_location_then_get_returns_the_task() {
     let res = app.get(&app.key, "task_abc123def456").await;
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.headers()["etag"], "\"1\"");
+    // A hot GET sends the stored rendering with headers of its own making.
+    assert_eq!(res.headers()["content-type"], "application/json");
     let got: Value = res.json().await.unwrap();
     assert_eq!(got, created);
     assert_eq!(
