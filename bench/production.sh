@@ -4,6 +4,11 @@
 # same Redis, pgbench primary-key selects and single-row upserts on the same rows.
 #
 #   bench/production.sh [seconds per run, default 10]
+#   BENCH_BINS="/tmp/old/taskward target/release/taskward" bench/production.sh
+#
+# The second form compares builds: every server-side row is measured for each binary in turn,
+# in the same round, so the machine's drift hits them alike (labelled by the binary's parent
+# directory). Without it, the script measures a fresh release build.
 #
 # Needs wrk, redis-benchmark and pgbench (Debian packages wrk, redis-tools, postgresql-client)
 # and the machine's Redis (127.0.0.1:6379) and PostgreSQL (database `test`, user postgres).
@@ -14,17 +19,23 @@ secs=${1:-10}
 tasks=10000
 db="postgres://postgres@127.0.0.1:5432/test"
 psql_() { psql -q -h 127.0.0.1 -U postgres -d test -v ON_ERROR_STOP=1 "$@"; }
-cargo build --release -q -p taskward
-bin=$PWD/target/release/taskward
+if [ -n "${BENCH_BINS:-}" ]; then
+  read -r -a bins <<<"$BENCH_BINS"
+else
+  cargo build --release -q -p taskward
+  bins=("$PWD/target/release/taskward")
+fi
+bin=${bins[0]}
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 tmp=$(mktemp -d)
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
   psql_ -c 'DROP SCHEMA IF EXISTS taskward_bench CASCADE' 2>/dev/null || true
-  redis-cli --scan --pattern 'taskward_bench:*' | xargs -r redis-cli del >/dev/null
+  clear_redis
   rm -rf "$tmp"
 }
+clear_redis() { redis-cli --scan --pattern 'taskward_bench:*' | xargs -r redis-cli del >/dev/null; }
 trap cleanup EXIT
 psql_ -c 'DROP SCHEMA IF EXISTS taskward_bench CASCADE'
 
@@ -42,6 +53,17 @@ start() { # extra env assignments...; sets $pid
   echo "server did not start"; cat "$tmp/server.log"; exit 1
 }
 stop() { kill "$pid"; wait "$pid" 2>/dev/null || true; }
+# Rows inserted with SQL are not in Redis (tasks created through the API are: write-through),
+# and builds may lay Redis entries out differently: each server starts on an emptied prefix and
+# warms it (random reads cover nearly every task in a few seconds).
+start_warm() {
+  clear_redis
+  start
+  wrk -t2 -c64 -d3s -s bench/lua/get_random.lua "http://127.0.0.1:$port" >/dev/null
+}
+name() { # the row label, with the binary's directory when comparing builds
+  if [ "${#bins[@]}" -gt 1 ]; then printf '%s %s' "$(basename "$(dirname "$bin")")" "$1"; else printf '%s' "$1"; fi
+}
 ticks() { awk '{print $14+$15}' "/proc/$pid/stat"; }
 wrk_run() { # label, extra wrk args...; prints req/s, p99 and server CPU per request
   local label=$1; shift
@@ -53,7 +75,7 @@ wrk_run() { # label, extra wrk args...; prints req/s, p99 and server CPU per req
   p99=$(awk '$1=="99%" {print $2}' <<<"$out")
   n=$(awk '/requests in/ {print $1}' <<<"$out")
   non2xx=$(awk '/Non-2xx/ {print $5}' <<<"$out")
-  printf '%-34s %10s req/s  p99 %8s  CPU %6.1f us/req  non-2xx %s\n' "$label" "$rps" "$p99" \
+  printf '%-44s %10s req/s  p99 %8s  CPU %6.1f us/req  non-2xx %s\n' "$label" "$rps" "$p99" \
     "$(echo "($t1 - $t0) * 10000 / $n" | bc -l)" "${non2xx:-0}"
 }
 
@@ -65,23 +87,28 @@ psql_ -c "INSERT INTO taskward_bench.tasks (org, mode, task_id, task_type, statu
                  jsonb_build_object('batch_id', 'batch_' || i, 'bucket_id', 'bkt_products', 'job_id', 'ray_job_' || i),
                  'Batch processing task in progress', now(), now(), 1, 'bench'
           FROM generate_series(1, $tasks) i; ANALYZE taskward_bench.tasks"
-# Warm Redis (random reads cover nearly every task in a few seconds).
-wrk -t2 -c64 -d3s -s bench/lua/get_random.lua "http://127.0.0.1:$port" >/dev/null
+stop
 
 echo "== reads (wrk -t2 -c64 -d${secs}s; $tasks tasks), three alternating rounds"
 for round in 1 2 3; do
-  wrk_run "trivial endpoint (/healthz)" "http://127.0.0.1:$port/healthz"
-  wrk_run "GET served from Redis" -s bench/lua/get_random.lua "http://127.0.0.1:$port"
-  printf '%-34s ' "redis-benchmark -t get -d 600 -c 64"
+  for bin in "${bins[@]}"; do
+    start_warm
+    wrk_run "$(name "trivial endpoint (/healthz)")" "http://127.0.0.1:$port/healthz"
+    wrk_run "$(name "GET served from Redis")" -s bench/lua/get_random.lua "http://127.0.0.1:$port"
+    stop
+  done
+  printf '%-44s ' "redis-benchmark -t get -d 600 -c 64"
   redis-benchmark -h 127.0.0.1 -p 6379 -t get -d 600 -c 64 -P 1 -n $((secs * 60000)) -q | tr '\r' '\n' | grep -E '^GET' | tail -n 1
 done
-stop
 
 # Misses: a TTL of 0 makes every re-warm expire at once, so each GET misses Redis, reads
 # PostgreSQL and writes Redis back, as a real miss does.
-start TASKWARD_HOT__TTL_SECS=0
-wrk_run "GET missing Redis (from PostgreSQL)" -s bench/lua/get_random.lua "http://127.0.0.1:$port"
-stop
+for bin in "${bins[@]}"; do
+  clear_redis
+  start TASKWARD_HOT__TTL_SECS=0
+  wrk_run "$(name "GET missing Redis (from PostgreSQL)")" -s bench/lua/get_random.lua "http://127.0.0.1:$port"
+  stop
+done
 cat >"$tmp/select.sql" <<SQL
 \set id random(1, $tasks)
 SELECT task_id, task_type, status, inputs, outputs, additional_data, description, created_at, updated_at, started_at, finished_at, version
@@ -91,12 +118,11 @@ echo "-- pgbench primary-key select (-M prepared -c 16 -j 2 -T $secs)"
 pgbench -h 127.0.0.1 -U postgres -n -M prepared -c 16 -j 2 -T "$secs" -f "$tmp/select.sql" test 2>/dev/null | grep -E '^tps'
 
 echo "== writes"
-start
-# Tasks written through the API are in Redis (write-through); these rows were inserted with SQL
-# and the miss run above left Redis empty, so warm it first, as in service.
-wrk -t2 -c64 -d3s -s bench/lua/get_random.lua "http://127.0.0.1:$port" >/dev/null
-wrk_run "PATCH (durable, then Redis)" -s bench/lua/patch_random.lua "http://127.0.0.1:$port"
-stop
+for bin in "${bins[@]}"; do
+  start_warm
+  wrk_run "$(name "PATCH (durable, then Redis)")" -s bench/lua/patch_random.lua "http://127.0.0.1:$port"
+  stop
+done
 cat >"$tmp/upsert.sql" <<SQL
 \set id random(1, $tasks)
 INSERT INTO taskward_bench.tasks (org, mode, task_id, task_type, status, active, additional_data, created_at, updated_at, version, create_digest)

@@ -48,6 +48,9 @@ const MAX_GROUP: usize = 128;
 /// others take what queues meanwhile, so commits overlap.
 const COMMITTERS: usize = 4;
 
+/// Group-read workers, likewise for reads of one task by key.
+const READERS: usize = 4;
+
 /// PostgreSQL durable tier.
 #[derive(Debug, Clone)]
 pub struct PostgresDurable {
@@ -55,6 +58,7 @@ pub struct PostgresDurable {
     /// One connection for `LISTEN`.
     listen_pool: PgPool,
     writes: mpsc::Sender<Replace>,
+    reads: mpsc::Sender<Read>,
     /// `LISTEN/NOTIFY` channel of this schema's task changes.
     channel: Arc<str>,
 }
@@ -66,6 +70,14 @@ struct Replace {
     task: Task,
     expected: u64,
     reply: oneshot::Sender<Result<bool, StoreError>>,
+}
+
+/// One read of a task by key waiting for a group read.
+#[derive(Debug)]
+struct Read {
+    tenant: Tenant,
+    id: TaskId,
+    reply: oneshot::Sender<Result<Option<Task>, StoreError>>,
 }
 
 /// How to reach PostgreSQL.
@@ -133,27 +145,35 @@ impl PostgresDurable {
             Some(schema) => format!("taskward_changes:{schema}").into(),
             None => "taskward_changes".into(),
         };
-        // The group committers' connections, one each, held for good (see `commit_groups`):
-        // a pool of their own, so they never starve the request pool however small it is.
-        let write_pool = PgPoolOptions::new()
-            .max_connections(COMMITTERS as u32)
-            .test_before_acquire(true)
-            .acquire_timeout(opts.timeout)
-            .connect_lazy_with(connect.clone());
+        // The group workers' connections, one each, held for good (see `Held`): pools of
+        // their own, so they never starve the request pool however small it is. Each worker
+        // ends when every sender (every clone of this tier) is gone.
+        let workers_pool = |n: usize| {
+            PgPoolOptions::new()
+                .max_connections(n as u32)
+                .test_before_acquire(true)
+                .acquire_timeout(opts.timeout)
+                .connect_lazy_with(connect.clone())
+        };
         let (writes, queue) = mpsc::channel(4 * MAX_GROUP);
-        let queue = Arc::new(Mutex::new(queue));
+        let (queue, write_pool) = (Arc::new(Mutex::new(queue)), workers_pool(COMMITTERS));
         for _ in 0..COMMITTERS {
-            // Each worker ends when every sender (every clone of this tier) is gone.
             tokio::spawn(commit_groups(
-                write_pool.clone(),
+                Held::new(write_pool.clone()),
                 queue.clone(),
                 channel.clone(),
             ));
+        }
+        let (reads, queue) = mpsc::channel(4 * MAX_GROUP);
+        let (queue, read_pool) = (Arc::new(Mutex::new(queue)), workers_pool(READERS));
+        for _ in 0..READERS {
+            tokio::spawn(read_groups(Held::new(read_pool.clone()), queue.clone()));
         }
         Ok(PostgresDurable {
             pool,
             listen_pool,
             writes,
+            reads,
             channel,
         })
     }
@@ -372,17 +392,14 @@ impl DurableTier for PostgresDurable {
     }
 
     async fn get(&self, tenant: &Tenant, id: &TaskId) -> Result<Option<Task>, StoreError> {
-        let row = retry_stale(&self.pool, || async {
-            sqlx::query(&format!("SELECT {TASK_COLUMNS} FROM tasks t WHERE t.org = $1 AND t.mode = $2 AND t.task_id = $3"))
-                .bind(tenant.org.as_str())
-                .bind(tenant.mode.as_str())
-                .bind(id.as_str())
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(map_err)
-        })
-        .await?;
-        row.as_ref().map(row_to_task).transpose()
+        let (reply, done) = oneshot::channel();
+        let read = Read {
+            tenant: tenant.clone(),
+            id: id.clone(),
+            reply,
+        };
+        self.reads.send(read).await.map_err(|_| workers_stopped())?;
+        done.await.map_err(|_| workers_stopped())?
     }
 
     async fn insert(
@@ -450,12 +467,8 @@ impl DurableTier for PostgresDurable {
             expected: expected_version,
             reply,
         };
-        let closed = || StoreError::Unavailable {
-            tier: "durable",
-            source: "the group committer stopped".into(),
-        };
-        self.writes.send(job).await.map_err(|_| closed())?;
-        done.await.map_err(|_| closed())?
+        self.writes.send(job).await.map_err(|_| workers_stopped())?;
+        done.await.map_err(|_| workers_stopped())?
     }
 
     async fn list(&self, tenant: &Tenant, q: &ListQuery) -> Result<ListPage, StoreError> {
@@ -679,34 +692,99 @@ impl DurableTier for PostgresDurable {
     }
 }
 
+fn workers_stopped() -> StoreError {
+    StoreError::Unavailable {
+        tier: "durable",
+        source: "the group workers stopped".into(),
+    }
+}
+
+/// The connection a group worker keeps for good. sqlx pings a connection (a round trip) every
+/// time it goes back to a pool, which would double the statements of every group; a worker's
+/// statements are serial anyway. It comes from a pool of the workers' own that checks it before
+/// handing it out, and is replaced when it turns out stale.
+struct Held {
+    pool: PgPool,
+    conn: Option<PoolConnection<sqlx::Postgres>>,
+}
+
+impl Held {
+    fn new(pool: PgPool) -> Self {
+        Held { pool, conn: None }
+    }
+
+    /// The connection, opened if there is none.
+    async fn conn(&mut self) -> Result<&mut sqlx::PgConnection, StoreError> {
+        let conn = match self.conn.take() {
+            Some(c) => c,
+            None => self.pool.acquire().await.map_err(map_err)?,
+        };
+        Ok(&mut **self.conn.insert(conn))
+    }
+
+    /// What became of a statement run on the connection: `None` to run it again on a new one,
+    /// since the held one turned out stale (as in [`retry_stale`]; `retried` counts the
+    /// attempts). After any failure the next statement starts on a connection the pool checks.
+    fn settle<T>(
+        &mut self,
+        result: Result<T, StoreError>,
+        retried: &mut u32,
+    ) -> Option<Result<T, StoreError>> {
+        let e = match result {
+            Err(e) => e,
+            done => return Some(done),
+        };
+        self.conn = None;
+        if *retried < self.pool.options().get_max_connections() && stale_connection(&e) {
+            *retried += 1;
+            tracing::debug!(error = %e, "stale PostgreSQL connection; running the group on another");
+            return None;
+        }
+        Some(Err(e))
+    }
+}
+
+/// The next group from `queue`: waits for one request, then takes whatever else is queued, up
+/// to [`MAX_GROUP`]; `None` once every sender is gone.
+async fn next_group<T>(queue: &Mutex<mpsc::Receiver<T>>) -> Option<Vec<T>> {
+    let mut rx = queue.lock().await;
+    let mut group = vec![rx.recv().await?];
+    while group.len() < MAX_GROUP {
+        match rx.try_recv() {
+            Ok(job) => group.push(job),
+            Err(_) => break,
+        }
+    }
+    Some(group)
+}
+
+/// A failed group's error, once for each of its requests (errors are not `Clone`).
+fn each_error(e: StoreError) -> impl Fn() -> StoreError {
+    let transient = matches!(e, StoreError::Unavailable { .. });
+    let message = e.to_string();
+    move || {
+        if transient {
+            StoreError::Unavailable {
+                tier: "durable",
+                source: message.clone().into(),
+            }
+        } else {
+            StoreError::internal(message.clone())
+        }
+    }
+}
+
 /// Group commit: concurrent compare-and-set writes go to PostgreSQL as one `UPDATE … FROM
 /// unnest(…)` statement, one commit and one WAL flush for the whole group, instead of one each.
 /// `RETURNING v.idx` names the writes that won; the rest lost their race (the version moved),
 /// exactly as they would have alone. Two writes to the same task in one group expect the same
 /// version, so at most one wins, and `RETURNING` says which.
 async fn commit_groups(
-    pool: PgPool,
+    mut held: Held,
     queue: Arc<Mutex<mpsc::Receiver<Replace>>>,
     channel: Arc<str>,
 ) {
-    // Each committer keeps its connection: sqlx pings a connection (a round trip) every time
-    // it goes back to the pool, which would double the statements per group.
-    let mut conn = None;
-    loop {
-        let mut group = Vec::new();
-        {
-            let mut rx = queue.lock().await;
-            match rx.recv().await {
-                Some(job) => group.push(job),
-                None => return,
-            }
-            while group.len() < MAX_GROUP {
-                match rx.try_recv() {
-                    Ok(job) => group.push(job),
-                    Err(_) => break,
-                }
-            }
-        }
+    while let Some(mut group) = next_group(&queue).await {
         // Every group locks its rows in key order, so concurrent groups wait for one another
         // instead of deadlocking.
         group.sort_by(|a, b| {
@@ -721,60 +799,98 @@ async fn commit_groups(
                     b.task.task_id.as_str(),
                 ))
         });
-        match commit_group(&pool, &mut conn, &group, &channel).await {
+        let mut retried = 0;
+        let result = loop {
+            let result = match held.conn().await {
+                Ok(c) => update_group(c, &group, &channel).await,
+                Err(e) => Err(e),
+            };
+            if let Some(done) = held.settle(result, &mut retried) {
+                break done;
+            }
+        };
+        match result {
             Ok(won) => {
                 for (i, job) in group.into_iter().enumerate() {
                     let _ = job.reply.send(Ok(won.contains(&(i as i32))));
                 }
             }
             Err(e) => {
-                let transient = matches!(e, StoreError::Unavailable { .. });
-                let message = e.to_string();
+                let err = each_error(e);
                 for job in group {
-                    let err = if transient {
-                        StoreError::Unavailable {
-                            tier: "durable",
-                            source: message.clone().into(),
-                        }
-                    } else {
-                        StoreError::internal(message.clone())
-                    };
-                    let _ = job.reply.send(Err(err));
+                    let _ = job.reply.send(Err(err()));
                 }
             }
         }
     }
 }
 
-/// Commits one group on the committer's connection (taken from the committers' own pool, which
-/// checks it, when it has none). As in [`retry_stale`], a connection found stale is replaced and
-/// the group committed again.
-async fn commit_group(
-    pool: &PgPool,
-    conn: &mut Option<PoolConnection<sqlx::Postgres>>,
-    group: &[Replace],
-    channel: &str,
-) -> Result<Vec<i32>, StoreError> {
-    let mut left = pool.options().get_max_connections();
-    loop {
-        let c = match conn {
-            Some(c) => c,
-            None => conn.insert(pool.acquire().await.map_err(map_err)?),
+/// Group read: concurrent reads of one task each go to PostgreSQL as one `SELECT … JOIN
+/// unnest(…)`, one round trip for the whole group.
+async fn read_groups(mut held: Held, queue: Arc<Mutex<mpsc::Receiver<Read>>>) {
+    while let Some(group) = next_group(&queue).await {
+        let mut retried = 0;
+        let result = loop {
+            let result = match held.conn().await {
+                Ok(c) => select_group(c, &group).await,
+                Err(e) => Err(e),
+            };
+            if let Some(done) = held.settle(result, &mut retried) {
+                break done;
+            }
         };
-        match update_group(c, group, channel).await {
-            Ok(won) => return Ok(won),
-            Err(e) => {
-                // Whatever failed, the next attempt starts on a connection the pool checks.
-                *conn = None;
-                if left > 0 && stale_connection(&e) {
-                    left -= 1;
-                    tracing::debug!(error = %e, "stale PostgreSQL connection; committing on another");
-                    continue;
+        match result {
+            Ok(mut found) => {
+                for (job, task) in group.into_iter().zip(found.iter_mut()) {
+                    let _ = job.reply.send(task.take().transpose());
                 }
-                return Err(e);
+            }
+            Err(e) => {
+                let err = each_error(e);
+                for job in group {
+                    let _ = job.reply.send(Err(err()));
+                }
             }
         }
     }
+}
+
+/// The task of each read of `group`, in its order.
+async fn select_group(
+    conn: &mut sqlx::PgConnection,
+    group: &[Read],
+) -> Result<Vec<Option<Result<Task, StoreError>>>, StoreError> {
+    let rows = sqlx::query(&format!(
+        "SELECT {TASK_COLUMNS}, k.idx \
+         FROM unnest($1::int4[], $2::text[], $3::text[], $4::text[]) AS k(idx, org, mode, task_id) \
+         JOIN tasks t ON t.org = k.org AND t.mode = k.mode AND t.task_id = k.task_id"
+    ))
+    .bind((0..group.len() as i32).collect::<Vec<i32>>())
+    .bind(
+        group
+            .iter()
+            .map(|r| r.tenant.org.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        group
+            .iter()
+            .map(|r| r.tenant.mode.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(group.iter().map(|r| r.id.as_str()).collect::<Vec<_>>())
+    .fetch_all(conn)
+    .await
+    .map_err(map_err)?;
+    let mut found: Vec<Option<Result<Task, StoreError>>> = group.iter().map(|_| None).collect();
+    for row in &rows {
+        let idx: i32 = row.try_get(12).map_err(StoreError::internal)?;
+        let slot = found
+            .get_mut(idx as usize)
+            .ok_or_else(|| StoreError::internal("group read returned an unknown index"))?;
+        *slot = Some(row_to_task(row));
+    }
+    Ok(found)
 }
 
 async fn update_group(

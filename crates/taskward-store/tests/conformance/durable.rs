@@ -86,6 +86,45 @@ async fn tasks_insert_get_and_compare_and_set() {
 }
 
 #[tokio::test]
+async fn concurrent_reads_each_get_their_own_task() {
+    // PostgreSQL answers concurrent reads in groups (one statement for many keys): every
+    // caller must still get exactly its own answer, absent ids and other tenants included.
+    for (name, d) in durables().await {
+        for i in 0..50 {
+            let mut t = task(&format!("t{i}"), 1);
+            t.description = Some(format!("task {i}"));
+            d.tier.insert(&acme(), &t, "d").await.unwrap();
+        }
+        let live = tenant("acme", Mode::Live);
+        d.tier.insert(&live, &task("t7", 1), "d").await.unwrap();
+        let reads = (0..400).map(|n| {
+            let tier = d.tier.clone();
+            // Ids 0..60: the last ten do not exist; every id is asked for several times.
+            let (i, who) = (n % 60, if n % 7 == 0 { live.clone() } else { acme() });
+            tokio::spawn(async move {
+                let got = tier.get(&who, &id(&format!("t{i}"))).await.unwrap();
+                (i, who, got)
+            })
+        });
+        for read in reads.collect::<Vec<_>>() {
+            let (i, who, got) = read.await.unwrap();
+            let expected = match (who.mode, i) {
+                (Mode::Live, 7) => Some(None),
+                (Mode::Live, _) => None,
+                (_, 0..50) => Some(Some(format!("task {i}"))),
+                _ => None,
+            };
+            assert_eq!(
+                got.map(|t| t.description),
+                expected,
+                "{name}: t{i} for {:?}",
+                who.mode
+            );
+        }
+    }
+}
+
+#[tokio::test]
 async fn listing_filters_sorts_and_pages_alike() {
     for (name, d) in durables().await {
         for i in 0..12 {
