@@ -70,11 +70,11 @@ pub struct Readiness {
 /// Counters of what the store did, for `/metrics`.
 #[derive(Debug, Default)]
 pub struct StoreStats {
-    /// Reads answered by the hot tier (GETs, and the first read of a write).
+    /// Reads answered by the hot tier.
     pub hot_hits: AtomicU64,
     /// Reads the hot tier did not have.
     pub hot_misses: AtomicU64,
-    /// Reads that went to the durable tier because the hot tier failed or was suspect.
+    /// Reads served by the durable tier because the hot tier failed or was suspect.
     pub hot_fallbacks: AtomicU64,
     /// Failed hot-tier calls.
     pub hot_errors: AtomicU64,
@@ -349,6 +349,7 @@ impl TieredStore {
         update: &UpdateTask,
         if_match: Option<u64>,
     ) -> Result<Task, StoreError> {
+        let mut lost = false;
         if let Some(current) = self.hot_base(tenant, id).await {
             // Only a write is taken from the hot copy: a refusal (412, terminal) or a no-op is
             // judged on the durable state below, which the hot copy may lag behind.
@@ -357,6 +358,7 @@ impl TieredStore {
                     if self.replace(tenant, &next, current.version).await? {
                         return Ok(next);
                     }
+                    lost = true;
                 }
             }
         }
@@ -365,22 +367,26 @@ impl TieredStore {
                 .durable_get(tenant, id)
                 .await?
                 .ok_or(StoreError::NotFound)?;
-            if let Some(expected) = if_match {
-                if expected != current.version {
-                    return Err(StoreError::VersionMismatch {
-                        expected,
-                        current: current.version,
-                    });
+            let answer = if if_match.is_some_and(|v| v != current.version) {
+                Err(StoreError::VersionMismatch {
+                    expected: if_match.unwrap_or_default(),
+                    current: current.version,
+                })
+            } else {
+                match current.apply(update, time::now()) {
+                    Ok(Some(next)) => {
+                        if self.replace(tenant, &next, current.version).await? {
+                            return Ok(next);
+                        }
+                        lost = true;
+                        continue;
+                    }
+                    Ok(None) => Ok(current.clone()),
+                    Err(e) => Err(StoreError::Conflict(e.to_string())),
                 }
-            }
-            let next = match current.apply(update, time::now()) {
-                Ok(Some(next)) => next,
-                Ok(None) => return Ok(current),
-                Err(e) => return Err(StoreError::Conflict(e.to_string())),
             };
-            if self.replace(tenant, &next, current.version).await? {
-                return Ok(next);
-            }
+            self.after_lost_race(tenant, &current, lost).await;
+            return answer;
         }
         Err(contention())
     }
@@ -388,11 +394,13 @@ impl TieredStore {
     /// Cancels an active task; terminal and unknown tasks are left as they are.
     pub async fn kill(&self, tenant: &Tenant, id: &TaskId) -> Result<Killed, StoreError> {
         // As in `update`: only a write is taken from the hot copy.
+        let mut lost = false;
         if let Some(current) = self.hot_base(tenant, id).await {
             if let Some(next) = current.cancel(time::now()) {
                 if self.replace(tenant, &next, current.version).await? {
                     return Ok(Killed::Canceled);
                 }
+                lost = true;
             }
         }
         for _ in 0..MAX_CAS_ATTEMPTS {
@@ -400,21 +408,42 @@ impl TieredStore {
                 return Ok(Killed::Unchanged);
             };
             let Some(next) = current.cancel(time::now()) else {
+                self.after_lost_race(tenant, &current, lost).await;
                 return Ok(Killed::Unchanged);
             };
             if self.replace(tenant, &next, current.version).await? {
                 return Ok(Killed::Canceled);
             }
+            lost = true;
         }
         Err(contention())
+    }
+
+    /// Before a write answers from a durable read that followed a lost race: the race may have
+    /// been lost to this very request. A commit whose acknowledgement died with its connection
+    /// is run again (see `retry_stale`) and loses to itself, and its hot write never happened,
+    /// so the hot tier is brought up to the durable state (the version guard keeps it from
+    /// going backwards).
+    async fn after_lost_race(&self, tenant: &Tenant, current: &Task, lost: bool) {
+        if lost {
+            self.write_hot(tenant, current).await;
+        }
     }
 
     /// Where a write's first attempt starts: the hot tier's copy when the hot tier is trusted,
     /// which spares a durable round trip. The compare-and-set checks version and incarnation in
     /// the durable tier, so a stale copy costs only a lost race, and the caller then reads the
     /// durable tier as it would have anyway.
+    /// Not counted as a hit or miss: those count what reads were served from.
     async fn hot_base(&self, tenant: &Tenant, id: &TaskId) -> Option<Task> {
-        self.hot_read(self.hot.get(tenant, id)).await
+        if self.hot_suspect() {
+            return None;
+        }
+        self.hot.get(tenant, id).await.unwrap_or_else(|e| {
+            bump(&self.stats.hot_errors);
+            tracing::debug!(error = %e, "hot tier read for a write failed; reading durable tier");
+            None
+        })
     }
 
     /// Compare-and-set in the durable tier, then write-through; `false` on a lost race.

@@ -51,6 +51,9 @@ const COMMITTERS: usize = 4;
 /// Group-read workers, likewise for reads of one task by key.
 const READERS: usize = 4;
 
+/// A group worker's connection idle longer than this is exchanged for a checked one.
+const HELD_IDLE: Duration = Duration::from_secs(60);
+
 /// PostgreSQL durable tier.
 #[derive(Debug, Clone)]
 pub struct PostgresDurable {
@@ -159,7 +162,7 @@ impl PostgresDurable {
         let (queue, write_pool) = (Arc::new(Mutex::new(queue)), workers_pool(COMMITTERS));
         for _ in 0..COMMITTERS {
             tokio::spawn(commit_groups(
-                Held::new(write_pool.clone()),
+                Held::new(write_pool.clone(), opts.timeout),
                 queue.clone(),
                 channel.clone(),
             ));
@@ -167,7 +170,10 @@ impl PostgresDurable {
         let (reads, queue) = mpsc::channel(4 * MAX_GROUP);
         let (queue, read_pool) = (Arc::new(Mutex::new(queue)), workers_pool(READERS));
         for _ in 0..READERS {
-            tokio::spawn(read_groups(Held::new(read_pool.clone()), queue.clone()));
+            tokio::spawn(read_groups(
+                Held::new(read_pool.clone(), opts.timeout),
+                queue.clone(),
+            ));
         }
         Ok(PostgresDurable {
             pool,
@@ -706,15 +712,31 @@ fn workers_stopped() -> StoreError {
 struct Held {
     pool: PgPool,
     conn: Option<PoolConnection<sqlx::Postgres>>,
+    last_used: std::time::Instant,
+    /// How long a statement may take before the connection is given up: the server's
+    /// `statement_timeout` and then some, so this only fires when the server is cut off
+    /// without the socket noticing.
+    limit: Duration,
 }
 
 impl Held {
-    fn new(pool: PgPool) -> Self {
-        Held { pool, conn: None }
+    fn new(pool: PgPool, timeout: Duration) -> Self {
+        Held {
+            pool,
+            conn: None,
+            last_used: std::time::Instant::now(),
+            limit: timeout + Duration::from_secs(1),
+        }
     }
 
-    /// The connection, opened if there is none.
+    /// The connection, opened if there is none. One left idle for a while goes back to the
+    /// pool and a checked one is taken, as a pooled connection would be retired: firewalls and
+    /// NATs drop quiet connections without telling either end.
     async fn conn(&mut self) -> Result<&mut sqlx::PgConnection, StoreError> {
+        if self.last_used.elapsed() > HELD_IDLE {
+            self.conn = None;
+        }
+        self.last_used = std::time::Instant::now();
         let conn = match self.conn.take() {
             Some(c) => c,
             None => self.pool.acquire().await.map_err(map_err)?,
@@ -742,6 +764,21 @@ impl Held {
         }
         Some(Err(e))
     }
+}
+
+/// Runs a group's statement within `limit` (see [`Held::limit`]).
+async fn bounded<T>(
+    limit: Duration,
+    statement: impl std::future::Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    tokio::time::timeout(limit, statement)
+        .await
+        .unwrap_or_else(|_| {
+            Err(StoreError::Unavailable {
+                tier: "durable",
+                source: format!("no answer from PostgreSQL within {limit:?}").into(),
+            })
+        })
 }
 
 /// The next group from `queue`: waits for one request, then takes whatever else is queued, up
@@ -799,10 +836,10 @@ async fn commit_groups(
                     b.task.task_id.as_str(),
                 ))
         });
-        let mut retried = 0;
+        let (mut retried, limit) = (0, held.limit);
         let result = loop {
             let result = match held.conn().await {
-                Ok(c) => update_group(c, &group, &channel).await,
+                Ok(c) => bounded(limit, update_group(c, &group, &channel)).await,
                 Err(e) => Err(e),
             };
             if let Some(done) = held.settle(result, &mut retried) {
@@ -829,10 +866,10 @@ async fn commit_groups(
 /// unnest(…)`, one round trip for the whole group.
 async fn read_groups(mut held: Held, queue: Arc<Mutex<mpsc::Receiver<Read>>>) {
     while let Some(group) = next_group(&queue).await {
-        let mut retried = 0;
+        let (mut retried, limit) = (0, held.limit);
         let result = loop {
             let result = match held.conn().await {
-                Ok(c) => select_group(c, &group).await,
+                Ok(c) => bounded(limit, select_group(c, &group)).await,
                 Err(e) => Err(e),
             };
             if let Some(done) = held.settle(result, &mut retried) {

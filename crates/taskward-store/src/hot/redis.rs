@@ -1,7 +1,8 @@
 //! The production hot tier: Redis, one hash per task.
 //!
-//! Key `{prefix}t:{org}:{mode}:{task_id}`, fields `v` (version) and `w` (the task as the API
-//! sends it: a hot GET returns these bytes as they are). Writes and invalidations are Lua scripts that compare versions on the server, so an
+//! Key `{prefix}t:{org}:{mode}:{task_id}`, fields `v` (version), `w` (the task as the API
+//! sends it: a hot GET returns these bytes as they are) and `wv` (the version `w` is of). Writes
+//! and invalidations are Lua scripts that compare versions on the server, so an
 //! older document never replaces a newer one whatever order concurrent instances' writes arrive
 //! in. An invalidation leaves a tombstone (`v` without `w`) for the TTL, so a slow re-warm of an
 //! older version read before the invalidation cannot bring stale data back.
@@ -22,11 +23,13 @@ use tokio::sync::OnceCell;
 use super::{HotError, HotTier, RenderedTask};
 
 /// Stores the document unless a newer version is there; (re)starts the TTL. `d` is where
-/// earlier releases kept the document: dropped so it can never be read stale.
+/// earlier releases kept the document: dropped so it can never be read stale. Their scripts
+/// know nothing of `w`: after one of them writes or invalidates, `v` moves on while `w` stays
+/// behind, and `wv` no longer matching `v` makes that a miss.
 const PUT: &str = r"
 local cur = tonumber(redis.call('HGET', KEYS[1], 'v'))
 if cur and cur > tonumber(ARGV[1]) then return 0 end
-redis.call('HSET', KEYS[1], 'v', ARGV[1], 'w', ARGV[2])
+redis.call('HSET', KEYS[1], 'v', ARGV[1], 'w', ARGV[2], 'wv', ARGV[1])
 redis.call('HDEL', KEYS[1], 'd')
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1
@@ -36,7 +39,7 @@ return 1
 const INVALIDATE: &str = r"
 local cur = tonumber(redis.call('HGET', KEYS[1], 'v'))
 if cur and cur > tonumber(ARGV[1]) then return 0 end
-redis.call('HDEL', KEYS[1], 'w', 'd')
+redis.call('HDEL', KEYS[1], 'w', 'wv', 'd')
 redis.call('HSET', KEYS[1], 'v', ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
@@ -164,21 +167,14 @@ impl HotTier for RedisHot {
     }
 
     async fn get(&self, tenant: &Tenant, id: &TaskId) -> Result<Option<Task>, HotError> {
-        let key = self.key(tenant, id);
-        let doc: Option<Vec<u8>> = self
-            .call(|mut c| async move {
-                redis::cmd("HGET")
-                    .arg(&key)
-                    .arg("w")
-                    .query_async(&mut c)
-                    .await
-            })
-            .await?;
         // The rendered form parses as a `Task`: the fields it adds are ignored.
-        doc.map(|d| {
-            serde_json::from_slice(&d).map_err(|e| HotError(format!("corrupt hot entry: {e}")))
-        })
-        .transpose()
+        self.get_rendered(tenant, id)
+            .await?
+            .map(|r| {
+                serde_json::from_slice(&r.body)
+                    .map_err(|e| HotError(format!("corrupt hot entry: {e}")))
+            })
+            .transpose()
     }
 
     async fn get_rendered(
@@ -187,18 +183,19 @@ impl HotTier for RedisHot {
         id: &TaskId,
     ) -> Result<Option<RenderedTask>, HotError> {
         let key = self.key(tenant, id);
-        let (version, body): (Option<u64>, Option<Vec<u8>>) = self
+        let (version, of, body): (Option<u64>, Option<u64>, Option<Vec<u8>>) = self
             .call(|mut c| async move {
                 redis::cmd("HMGET")
                     .arg(&key)
                     .arg("v")
+                    .arg("wv")
                     .arg("w")
                     .query_async(&mut c)
                     .await
             })
             .await?;
-        Ok(match (version, body) {
-            (Some(version), Some(body)) => Some(RenderedTask {
+        Ok(match (version, of, body) {
+            (Some(version), Some(of), Some(body)) if of == version => Some(RenderedTask {
                 version,
                 body: body.into(),
             }),

@@ -132,3 +132,72 @@ async fn redis_entries_carry_the_ttl_and_every_write_restarts_it() {
         "a write restarts the TTL"
     );
 }
+
+#[tokio::test]
+async fn redis_entries_written_by_an_earlier_release_never_read_stale() {
+    // Releases before the rendered form kept the document in `d` and their scripts know nothing
+    // of `w`: while both run against one Redis, an old write moves `v` on and leaves `w` behind.
+    use taskward_store::HotTier;
+    let ns = taskward_testkit::RedisPrefix::new();
+    let hot = taskward_store::RedisHot::new(
+        &ns.url,
+        &ns.prefix,
+        Duration::from_secs(3600),
+        Duration::from_secs(2),
+    )
+    .unwrap();
+    hot.put(&acme(), &task("t1", 2)).await.unwrap();
+    let client = redis::Client::open(ns.url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let key = format!("{}t:acme:test:t1", ns.prefix);
+    let old_doc = serde_json::to_string(&task("t1", 3)).unwrap();
+    // The old release's PUT of version 3.
+    redis::cmd("HSET")
+        .arg(&key)
+        .arg("v")
+        .arg(3)
+        .arg("d")
+        .arg(&old_doc)
+        .query_async::<i64>(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(hot.get_rendered(&acme(), &id("t1")).await.unwrap(), None);
+    assert_eq!(hot.get(&acme(), &id("t1")).await.unwrap(), None);
+    // Its invalidation at version 4: a tombstone, whatever `w` still holds.
+    redis::cmd("HDEL")
+        .arg(&key)
+        .arg("d")
+        .query_async::<i64>(&mut conn)
+        .await
+        .unwrap();
+    redis::cmd("HSET")
+        .arg(&key)
+        .arg("v")
+        .arg(4)
+        .query_async::<i64>(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(hot.get(&acme(), &id("t1")).await.unwrap(), None);
+    hot.put(&acme(), &task("t1", 3)).await.unwrap();
+    assert_eq!(
+        hot.get(&acme(), &id("t1")).await.unwrap(),
+        None,
+        "older than the tombstone"
+    );
+    // A new write takes over the entry, and drops `d`.
+    hot.put(&acme(), &task("t1", 4)).await.unwrap();
+    assert_eq!(
+        hot.get_rendered(&acme(), &id("t1"))
+            .await
+            .unwrap()
+            .map(|r| r.version),
+        Some(4)
+    );
+    let d: Option<String> = redis::cmd("HGET")
+        .arg(&key)
+        .arg("d")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(d, None);
+}

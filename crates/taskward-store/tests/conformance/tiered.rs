@@ -91,6 +91,30 @@ async fn the_same_story_on_every_pairing() {
             Some(v3.clone()),
             "{name}"
         );
+        // If-Match naming the stale copy's version is a 412 reporting the durable version, and
+        // the lost race leaves that store's hot tier at the durable version.
+        let behind = Arc::new(MemoryHot::new(ttl, 10));
+        behind.put(&acme(), &stale).await.unwrap();
+        let behind_store = TieredStore::new(behind.clone(), durable.tier.clone())
+            .await
+            .unwrap();
+        assert!(
+            matches!(
+                behind_store
+                    .update(&acme(), &id("t1"), &merge, Some(1))
+                    .await,
+                Err(StoreError::VersionMismatch {
+                    expected: 1,
+                    current: 3
+                })
+            ),
+            "{name}"
+        );
+        assert_eq!(
+            behind.get(&acme(), &id("t1")).await.unwrap(),
+            Some(v3.clone()),
+            "{name}: brought up to date after the lost race"
+        );
         let v2 = v3;
 
         // A cold read comes from the durable tier and warms the hot one.
