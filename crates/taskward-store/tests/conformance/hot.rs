@@ -92,8 +92,14 @@ async fn put_get_version_guard_and_tombstones() {
     }
 }
 
-#[tokio::test]
-async fn redis_entries_carry_the_ttl_and_every_write_restarts_it() {
+/// A Redis hot tier (1 h TTL) in a namespace of its own, a raw connection to the same Redis,
+/// and the key of acme's task `t1`.
+async fn redis_and_raw() -> (
+    taskward_testkit::RedisPrefix,
+    taskward_store::RedisHot,
+    redis::aio::MultiplexedConnection,
+    String,
+) {
     let ns = taskward_testkit::RedisPrefix::new();
     let hot = taskward_store::RedisHot::new(
         &ns.url,
@@ -102,11 +108,17 @@ async fn redis_entries_carry_the_ttl_and_every_write_restarts_it() {
         Duration::from_secs(2),
     )
     .unwrap();
-    use taskward_store::HotTier;
-    hot.put(&acme(), &task("t1", 1)).await.unwrap();
     let client = redis::Client::open(ns.url.as_str()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let conn = client.get_multiplexed_async_connection().await.unwrap();
     let key = format!("{}t:acme:test:t1", ns.prefix);
+    (ns, hot, conn, key)
+}
+
+#[tokio::test]
+async fn redis_entries_carry_the_ttl_and_every_write_restarts_it() {
+    use taskward_store::HotTier;
+    let (_ns, hot, mut conn, key) = redis_and_raw().await;
+    hot.put(&acme(), &task("t1", 1)).await.unwrap();
     let pttl = |c: &mut redis::aio::MultiplexedConnection| {
         let mut c = c.clone();
         let key = key.clone();
@@ -138,18 +150,8 @@ async fn redis_entries_written_by_an_earlier_release_never_read_stale() {
     // Releases before the rendered form kept the document in `d` and their scripts know nothing
     // of `w`: while both run against one Redis, an old write moves `v` on and leaves `w` behind.
     use taskward_store::HotTier;
-    let ns = taskward_testkit::RedisPrefix::new();
-    let hot = taskward_store::RedisHot::new(
-        &ns.url,
-        &ns.prefix,
-        Duration::from_secs(3600),
-        Duration::from_secs(2),
-    )
-    .unwrap();
+    let (_ns, hot, mut conn, key) = redis_and_raw().await;
     hot.put(&acme(), &task("t1", 2)).await.unwrap();
-    let client = redis::Client::open(ns.url.as_str()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let key = format!("{}t:acme:test:t1", ns.prefix);
     let old_doc = serde_json::to_string(&task("t1", 3)).unwrap();
     // The old release's PUT of version 3.
     redis::cmd("HSET")
