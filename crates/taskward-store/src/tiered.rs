@@ -367,13 +367,12 @@ impl TieredStore {
                 .durable_get(tenant, id)
                 .await?
                 .ok_or(StoreError::NotFound)?;
-            let answer = if if_match.is_some_and(|v| v != current.version) {
-                Err(StoreError::VersionMismatch {
-                    expected: if_match.unwrap_or_default(),
+            let answer = match if_match {
+                Some(expected) if expected != current.version => Err(StoreError::VersionMismatch {
+                    expected,
                     current: current.version,
-                })
-            } else {
-                match current.apply(update, time::now()) {
+                }),
+                _ => match current.apply(update, time::now()) {
                     Ok(Some(next)) => {
                         if self.replace(tenant, &next, current.version).await? {
                             return Ok(next);
@@ -383,7 +382,7 @@ impl TieredStore {
                     }
                     Ok(None) => Ok(current.clone()),
                     Err(e) => Err(StoreError::Conflict(e.to_string())),
-                }
+                },
             };
             self.after_lost_race(tenant, &current, lost).await;
             return answer;
@@ -433,8 +432,8 @@ impl TieredStore {
     /// Where a write's first attempt starts: the hot tier's copy when the hot tier is trusted,
     /// which spares a durable round trip. The compare-and-set checks version and incarnation in
     /// the durable tier, so a stale copy costs only a lost race, and the caller then reads the
-    /// durable tier as it would have anyway.
-    /// Not counted as a hit or miss: those count what reads were served from.
+    /// durable tier as it would have anyway. Not counted as a hit or miss: those count what
+    /// reads were served from.
     async fn hot_base(&self, tenant: &Tenant, id: &TaskId) -> Option<Task> {
         if self.hot_suspect() {
             return None;
