@@ -21,21 +21,33 @@ use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiJsonOrEmpty, ApiQuery, IfMatch, IfNoneMatch, TaskIdPath};
 use crate::state::AppState;
 
-/// A task with its `ETag: "<version>"`.
+/// A task with its `ETag: "<version>"` (and `Location` when it was just created).
 fn task_response(status: StatusCode, task: Task, source: Source) -> Response {
-    let etag = etag(task.version);
-    let location = HeaderValue::from_str(&format!("/v1/tasks/{}", task.task_id)).ok();
-    let mut res = (
-        status,
-        Json(TaskResponse::new(task, source == Source::Durable)),
-    )
-        .into_response();
-    res.headers_mut().insert(header::ETAG, etag);
+    let location = HeaderValue::try_from(format!("/v1/tasks/{}", task.task_id)).ok();
+    let Ok(rendered) = RenderedTask::of(task, source == Source::Durable) else {
+        return ApiError::Internal.into_response();
+    };
+    let mut res = rendered_response(status, rendered);
     if status == StatusCode::CREATED {
         if let Some(location) = location {
             res.headers_mut().insert(header::LOCATION, location);
         }
     }
+    res
+}
+
+/// Every task response: the rendered body, as JSON, with its ETag.
+fn rendered_response(status: StatusCode, task: RenderedTask) -> Response {
+    let mut res = (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        task.body,
+    )
+        .into_response();
+    res.headers_mut().insert(header::ETAG, etag(task.version));
     res
 }
 
@@ -152,16 +164,7 @@ fn respond_rendered(if_none_match: &IfNoneMatch, task: RenderedTask) -> Response
     if if_none_match.matches(task.version) {
         return not_modified(task.version);
     }
-    let mut res = (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        task.body,
-    )
-        .into_response();
-    res.headers_mut().insert(header::ETAG, etag(task.version));
-    res
+    rendered_response(StatusCode::OK, task)
 }
 
 fn not_modified(version: u64) -> Response {

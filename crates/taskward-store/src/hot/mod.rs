@@ -29,9 +29,15 @@ impl RenderedTask {
     /// Renders `task` as the API's [`TaskResponse`]; `from_durable` adds the fallback
     /// annotation.
     pub fn new(task: &Task, from_durable: bool) -> Result<Self, serde_json::Error> {
-        let body = serde_json::to_vec(&TaskResponse::new(task.clone(), from_durable))?;
+        Self::of(task.clone(), from_durable)
+    }
+
+    /// [`RenderedTask::new`] of a task the caller no longer needs.
+    pub fn of(task: Task, from_durable: bool) -> Result<Self, serde_json::Error> {
+        let version = task.version;
+        let body = serde_json::to_vec(&TaskResponse::new(task, from_durable))?;
         Ok(RenderedTask {
-            version: task.version,
+            version,
             body: body.into(),
         })
     }
