@@ -14,7 +14,7 @@ use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
 use taskward_model::{ApiKey, KeyRecord, Scope, Tenant};
-use taskward_store::{StoreError, TieredStore};
+use taskward_store::{Keys, StoreError};
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -62,7 +62,7 @@ impl FromRequestParts<AppState> for Caller {
             ));
         }
         let key = ApiKey::parse(token.trim()).ok_or(ApiError::Unauthorized("invalid API key"))?;
-        let record = state.keys.lookup(&state.store, &key).await?;
+        let record = state.keys.lookup(&state.key_store, &key).await?;
         if record.revoked_at.is_some() {
             return Err(ApiError::Unauthorized("this API key has been revoked"));
         }
@@ -89,7 +89,7 @@ impl KeyCache {
         }
     }
 
-    async fn lookup(&self, store: &TieredStore, key: &ApiKey) -> Result<Arc<KeyRecord>, ApiError> {
+    async fn lookup(&self, store: &Keys, key: &ApiKey) -> Result<Arc<KeyRecord>, ApiError> {
         let hash = key.hash();
         let cached = self.lock().get(&hash).cloned();
         if let Some((rec, at)) = &cached {
@@ -97,7 +97,7 @@ impl KeyCache {
                 return Ok(rec.clone());
             }
         }
-        let found = match store.find_key(key).await {
+        let found = match store.find(key).await {
             Ok(found) => found,
             // The durable tier is down: a key it confirmed earlier stays trusted, so reads of
             // cached tasks keep being served (SPEC). A revocation could not be read anyway.

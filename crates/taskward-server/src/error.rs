@@ -24,6 +24,9 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("{0}")]
     Conflict(String),
+    /// Other writers kept changing the task between this write's read and its compare-and-set.
+    #[error("too many concurrent writes to this task; retry shortly")]
+    Contention,
     #[error("If-Match version {expected} is not the current version {current}")]
     PreconditionFailed { expected: u64, current: u64 },
     #[error("request body exceeds {0} bytes")]
@@ -54,7 +57,7 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::TaskNotFound | ApiError::RouteNotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Conflict(_) | ApiError::Contention => StatusCode::CONFLICT,
             ApiError::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -77,6 +80,7 @@ impl ApiError {
             ApiError::RouteNotFound(_) => ("not_found", Some("route_not_found")),
             ApiError::MethodNotAllowed => ("method_not_allowed", None),
             ApiError::Conflict(_) => ("conflict", None),
+            ApiError::Contention => ("conflict", Some("write_contention")),
             ApiError::PreconditionFailed { .. } => {
                 ("precondition_failed", Some("version_mismatch"))
             }
@@ -137,7 +141,7 @@ impl IntoResponse for ApiError {
                 res.headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            ApiError::Unavailable(_) | ApiError::RequestTimeout(_) => {
+            ApiError::Unavailable(_) | ApiError::RequestTimeout(_) | ApiError::Contention => {
                 res.headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
@@ -160,11 +164,12 @@ impl From<StoreError> for ApiError {
             StoreError::VersionMismatch { expected, current } => {
                 ApiError::PreconditionFailed { expected, current }
             }
+            StoreError::Contention => ApiError::Contention,
             StoreError::Unavailable { tier, source } => {
                 tracing::error!(tier, error = %source, "tier unavailable");
                 ApiError::Unavailable(tier)
             }
-            e @ StoreError::Internal(_) => {
+            e @ (StoreError::Internal(_) | StoreError::Config(_)) => {
                 tracing::error!(error = ?anyhow::Error::from(e), "storage failure");
                 ApiError::Internal
             }

@@ -29,11 +29,10 @@ use std::net::SocketAddr;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 pub use router::router;
 pub use settings::Settings;
-pub use state::{open_store, AppState};
+pub use state::{open_store, AppState, Storage};
 
 /// A bound, not yet serving, server.
 #[derive(Debug)]
@@ -71,15 +70,10 @@ impl Server {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let stop = CancellationToken::new();
-        let background = {
-            let (store, m, stop) = (
-                self.state.store.clone(),
-                state::maintenance(&self.state.settings),
-                stop.clone(),
-            );
-            tokio::spawn(async move { store.run_maintenance(m, stop).await })
-        };
+        let background = self
+            .state
+            .store
+            .start_background(state::maintenance(&self.state.settings));
         let limits = self.state.settings.limits.clone();
         // Long-polls answer at once when the stop comes, so draining does not wait them out.
         let store = self.state.store.clone();
@@ -89,7 +83,6 @@ impl Server {
         };
         let app = router(self.state);
         serve::serve(self.listener, app, &limits, shutdown).await;
-        stop.cancel();
-        background.await.context("store maintenance task")
+        background.stop().await.context("store background task")
     }
 }

@@ -64,6 +64,11 @@ pub struct HotSettings {
     pub redis_timeout_ms: u64,
     /// Prefix of every Redis key (lets deployments or tests share one Redis).
     pub redis_prefix: String,
+    /// Milliseconds an instance reads the hot tier after it last checked the durable tier for
+    /// pending invalidations (it checks four times in that span). A write whose hot write
+    /// failed is acknowledged only this long after recording its invalidation, so that no
+    /// instance can still read the older copy: the same value on every instance.
+    pub trust_lease_ms: u64,
 }
 
 impl Default for HotSettings {
@@ -73,6 +78,7 @@ impl Default for HotSettings {
             memory_capacity: 100_000,
             redis_timeout_ms: 100,
             redis_prefix: "taskward:".into(),
+            trust_lease_ms: 400,
         }
     }
 }
@@ -94,8 +100,6 @@ pub struct DurableSettings {
     pub sweep_interval_secs: u64,
     /// Tasks deleted per statement by a sweep.
     pub sweep_batch: u32,
-    /// Milliseconds between looks for pending hot-tier invalidations to replay.
-    pub replay_interval_ms: u64,
 }
 
 impl Default for DurableSettings {
@@ -107,7 +111,6 @@ impl Default for DurableSettings {
             retention_days: 30,
             sweep_interval_secs: 600,
             sweep_batch: 500,
-            replay_interval_ms: 1_000,
         }
     }
 }
@@ -299,14 +302,11 @@ impl Settings {
                 self.durable.retention_days, self.hot.ttl_secs
             ));
         }
-        if self.durable.sweep_batch == 0
-            || self.durable.replay_interval_ms == 0
-            || self.durable.sweep_interval_secs == 0
-        {
-            return Err(
-                "durable.sweep_batch, sweep_interval_secs and replay_interval_ms must be positive"
-                    .into(),
-            );
+        if self.durable.sweep_batch == 0 || self.durable.sweep_interval_secs == 0 {
+            return Err("durable.sweep_batch and sweep_interval_secs must be positive".into());
+        }
+        if !(50..=60_000).contains(&self.hot.trust_lease_ms) {
+            return Err("hot.trust_lease_ms must be between 50 and 60000".into());
         }
         let l = &self.limits;
         if l.request_timeout_ms == 0 || l.header_read_timeout_ms == 0 || l.max_connections == 0 {

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use taskward_model::TaskTypes;
 use taskward_store::{
-    DurableTier, HotTier, Maintenance, MemoryHot, PostgresDurable, PostgresOptions, RedisHot,
-    SqliteDurable, TieredStore,
+    DurableTier, HotTier, KeyStore, Keys, Maintenance, MemoryHot, NoHot, PostgresDurable,
+    PostgresOptions, RedisHot, SqliteDurable, TieredStore,
 };
 
 use crate::auth::KeyCache;
@@ -25,8 +25,11 @@ pub struct AppState(Arc<Shared>);
 #[derive(Debug)]
 pub struct Shared {
     pub store: TieredStore,
+    /// The stored keys.
+    pub key_store: Keys,
     pub settings: Settings,
     pub task_types: TaskTypes,
+    /// Recently confirmed keys, so auth costs no database round trip.
     pub keys: KeyCache,
     pub metrics: crate::metrics::Metrics,
 }
@@ -41,10 +44,11 @@ impl std::ops::Deref for AppState {
 
 impl AppState {
     /// Builds the state over an opened store.
-    pub fn new(settings: Settings, store: TieredStore) -> anyhow::Result<Self> {
+    pub fn new(settings: Settings, storage: Storage) -> anyhow::Result<Self> {
         let task_types = TaskTypes::new(&settings.task_types)?;
         Ok(AppState(Arc::new(Shared {
-            store,
+            store: storage.tasks,
+            key_store: storage.keys,
             keys: KeyCache::new(Duration::from_millis(settings.auth.key_cache_ttl_ms)),
             task_types,
             metrics: crate::metrics::Metrics::new(),
@@ -53,12 +57,19 @@ impl AppState {
     }
 }
 
+/// What [`open_store`] opens: the tasks over their two tiers, and the keys.
+#[derive(Debug, Clone)]
+pub struct Storage {
+    pub tasks: TieredStore,
+    pub keys: Keys,
+}
+
 /// Opens the tiers `settings` select (applying migrations). Also used by `taskward keys`, so
 /// the command works on exactly the store `serve` uses.
-pub async fn open_store(settings: &Settings) -> anyhow::Result<TieredStore> {
+pub async fn open_store(settings: &Settings) -> anyhow::Result<Storage> {
     settings.validate().map_err(anyhow::Error::msg)?;
     let timeout = Duration::from_millis(settings.durable.timeout_ms);
-    let durable: Arc<dyn DurableTier> = match &settings.database_url {
+    let (durable, keys): (Arc<dyn DurableTier>, Arc<dyn KeyStore>) = match &settings.database_url {
         Some(url) => {
             let opts = PostgresOptions {
                 url: url.expose().to_owned(),
@@ -69,19 +80,21 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<TieredStore> {
             let pg = PostgresDurable::open(&opts)
                 .await
                 .map_err(|e| anyhow::anyhow!("opening PostgreSQL at {}: {e}", url.masked()))?;
-            Arc::new(pg)
+            let pg = Arc::new(pg);
+            (pg.clone(), pg)
         }
         None => {
             let path = settings.data_dir.join(SQLITE_FILE);
             let sqlite = SqliteDurable::open(&path, timeout)
                 .await
                 .map_err(|e| anyhow::anyhow!("opening {}: {e}", path.display()))?;
-            Arc::new(sqlite)
+            let sqlite = Arc::new(sqlite);
+            (sqlite.clone(), sqlite)
         }
     };
     let ttl = Duration::from_secs(settings.hot.ttl_secs);
-    let hot: Arc<dyn HotTier> = match &settings.redis_url {
-        Some(url) => Arc::new(
+    let hot: Arc<dyn HotTier> = match (&settings.redis_url, &settings.database_url) {
+        (Some(url), _) => Arc::new(
             RedisHot::new(
                 url.expose(),
                 &settings.hot.redis_prefix,
@@ -90,16 +103,22 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<TieredStore> {
             )
             .map_err(|e| anyhow::anyhow!("Redis at {}: {e}", url.masked()))?,
         ),
-        None => Arc::new(MemoryHot::new(ttl, settings.hot.memory_capacity)),
+        // Several instances may share PostgreSQL: a cache of each one's own would serve
+        // another instance's writes late.
+        (None, Some(_)) => Arc::new(NoHot),
+        (None, None) => Arc::new(MemoryHot::new(ttl, settings.hot.memory_capacity)),
     };
-    Ok(TieredStore::new(hot, durable).await?)
+    let lease = Duration::from_millis(settings.hot.trust_lease_ms);
+    Ok(Storage {
+        tasks: TieredStore::with_lease(hot, durable, lease).await?,
+        keys: Keys::new(keys),
+    })
 }
 
 /// The store's background work, from settings.
 pub fn maintenance(settings: &Settings) -> Maintenance {
     let d = &settings.durable;
     Maintenance {
-        replay_every: Duration::from_millis(d.replay_interval_ms),
         retention: Duration::from_secs(d.retention_days.saturating_mul(86_400)),
         sweep_every: Duration::from_secs(d.sweep_interval_secs),
         sweep_batch: d.sweep_batch,

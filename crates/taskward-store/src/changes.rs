@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use taskward_model::{TaskId, Tenant};
 use tokio::sync::futures::Notified;
@@ -83,11 +84,16 @@ impl Changes {
         self.publish_key(&change_key(tenant, id), version);
     }
 
-    /// Wakes every watch, e.g. after the cross-process feed reconnected and may have missed
-    /// messages: each waiter re-reads its task.
-    pub fn wake_all(&self) {
-        for slot in self.slots().values() {
-            slot.notify.notify_waiters();
+    /// Every watch to be woken once, over `over`, in batches: after the cross-process feed
+    /// reconnected (and may have missed messages) each waiter re-reads its task, but not all at
+    /// the same instant.
+    pub fn rewake(&self, over: Duration) -> Rewake {
+        let slots: Vec<Arc<Slot>> = self.slots().values().cloned().collect();
+        let batches = (over.as_millis() / REWAKE_EVERY.as_millis()).max(1) as usize;
+        Rewake {
+            per_batch: slots.len().div_ceil(batches).max(1),
+            slots,
+            next: tokio::time::Instant::now(),
         }
     }
 
@@ -104,6 +110,36 @@ impl Changes {
     /// How many tasks are being watched.
     pub fn watched_tasks(&self) -> usize {
         self.slots().len()
+    }
+}
+
+/// How often a [`Rewake`] wakes its next batch.
+const REWAKE_EVERY: Duration = Duration::from_millis(20);
+
+/// Watches still to be woken after a reconnect of the cross-process feed (see
+/// [`Changes::rewake`]).
+#[derive(Debug)]
+pub struct Rewake {
+    slots: Vec<Arc<Slot>>,
+    per_batch: usize,
+    next: tokio::time::Instant,
+}
+
+impl Rewake {
+    /// Whether every watch has been woken.
+    pub fn is_done(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Waits for the next batch's turn and wakes it (cancel-safe: nothing is woken before the
+    /// wait is over).
+    pub async fn next_batch(&mut self) {
+        tokio::time::sleep_until(self.next).await;
+        let keep = self.slots.len().saturating_sub(self.per_batch);
+        for slot in self.slots.drain(keep..) {
+            slot.notify.notify_waiters();
+        }
+        self.next += REWAKE_EVERY;
     }
 }
 
@@ -140,6 +176,8 @@ impl Drop for Watch {
 
 #[cfg(test)]
 mod tests {
+    use std::future::Future;
+
     use super::*;
     use taskward_model::{Mode, OrgId};
 
@@ -180,6 +218,38 @@ mod tests {
         // Publishing for an unwatched task is a no-op.
         changes.publish(&tenant(), &id, 1);
         assert_eq!(changes.watched_tasks(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rewake_wakes_every_watch_once_spread_over_its_time() {
+        let changes = Arc::new(Changes::default());
+        let watches: Vec<Watch> = (0..100)
+            .map(|i| changes.watch(&tenant(), &TaskId::parse(&format!("t{i}")).unwrap()))
+            .collect();
+        let started = tokio::time::Instant::now();
+        let mut rewake = changes.rewake(Duration::from_millis(200));
+        let mut woken_at = Vec::new();
+        let mut pending: Vec<_> = watches.iter().map(|w| Box::pin(w.changed())).collect();
+        for p in &mut pending {
+            p.as_mut().enable();
+        }
+        while !rewake.is_done() {
+            rewake.next_batch().await;
+            let before = pending.len();
+            pending.retain_mut(|p| {
+                let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                p.as_mut().poll(&mut cx).is_pending()
+            });
+            woken_at.push((before - pending.len(), started.elapsed()));
+        }
+        assert!(pending.is_empty(), "every watch woken");
+        assert!(woken_at.len() >= 10, "in batches: {woken_at:?}");
+        assert!(woken_at.iter().all(|(n, _)| *n <= 10), "{woken_at:?}");
+        let last = woken_at.last().unwrap().1;
+        assert!(
+            last <= Duration::from_millis(200),
+            "within the spread: {last:?}"
+        );
     }
 
     #[test]

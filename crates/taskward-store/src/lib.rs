@@ -13,10 +13,16 @@ pub mod retention;
 pub mod tiered;
 
 pub use changes::{Changes, Watch};
-pub use durable::postgres::{PostgresDurable, PostgresOptions};
-pub use durable::{sqlite::SqliteDurable, DurableTier, Inserted, PendingInvalidation};
-pub use hot::{memory::MemoryHot, redis::RedisHot, HotTier, RenderedTask};
-pub use tiered::{Created, Killed, Maintenance, Source, StoreStats, TieredStore};
+pub use durable::{
+    DurableTier, Inserted, KeyStore, PendingInvalidation, PostgresDurable, PostgresOptions,
+    SqliteDurable, WriteId,
+};
+pub use hot::{memory::MemoryHot, none::NoHot, redis::RedisHot, HotTier, RenderedTask};
+pub use keys::Keys;
+pub use tiered::{
+    Background, Created, Killed, Maintenance, Readiness, Source, StoreStats, TieredStore,
+    DEFAULT_LEASE,
+};
 
 /// What callers of the store branch on. Driver errors are converted inside each back-end.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +33,9 @@ pub enum StoreError {
     /// The write breaks the task's rules or repeats a create with other content.
     #[error("conflict: {0}")]
     Conflict(String),
+    /// Too many writers raced on this task for this write to land; retrying later will.
+    #[error("too many concurrent writes to this task; retry")]
+    Contention,
     /// The caller's If-Match version is not the current one.
     #[error("version mismatch: expected {expected}, current {current}")]
     VersionMismatch { expected: u64, current: u64 },
@@ -41,6 +50,10 @@ pub enum StoreError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The store cannot be used as configured (a data directory that is not writable, a
+    /// schema name it cannot use): said so at start, with what to do.
+    #[error("{0}")]
+    Config(String),
     /// A bug or corrupt data: nothing the client can fix.
     #[error("internal storage error: {0}")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),

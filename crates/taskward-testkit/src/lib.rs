@@ -7,7 +7,13 @@
 //! - [`PostgresServer`]: a private PostgreSQL cluster (initdb, fsync on) on a free port in a
 //!   temp directory, to SIGKILL (a crash: recovery runs at restart) and restart; killed on drop.
 //!
+//! - [`TcpProxy`]: a proxy in front of a server, to stall or cut one client's connection alone.
+//!
 //! `TASKWARD_TEST_DATABASE_URL` and `TASKWARD_TEST_REDIS_URL` override the default addresses.
+
+mod proxy;
+
+pub use proxy::TcpProxy;
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};

@@ -21,10 +21,11 @@ use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiJsonOrEmpty, ApiQuery, IfMatch, IfNoneMatch, TaskIdPath};
 use crate::state::AppState;
 
-/// A task with its `ETag: "<version>"` (and `Location` when it was just created).
-fn task_response(status: StatusCode, task: Task, source: Source) -> Response {
+/// A task as just written, with its `ETag: "<version>"` (and `Location` when it was just
+/// created).
+fn written_response(status: StatusCode, task: Task) -> Response {
     let location = HeaderValue::try_from(format!("/v1/tasks/{}", task.task_id)).ok();
-    let Ok(rendered) = RenderedTask::of(task, source == Source::Durable) else {
+    let Ok(rendered) = RenderedTask::of(task) else {
         return ApiError::Internal.into_response();
     };
     let mut res = rendered_response(status, rendered);
@@ -151,12 +152,20 @@ pub async fn get_task(
     Ok(respond(&if_none_match, task, source))
 }
 
-/// 304 when the client already holds this version, else the task.
+/// 304 when the client already holds this version, else the task as read (annotated when it
+/// came from the durable fallback).
 fn respond(if_none_match: &IfNoneMatch, task: Task, source: Source) -> Response {
     if if_none_match.matches(task.version) {
         return not_modified(task.version);
     }
-    task_response(StatusCode::OK, task, source)
+    let rendered = match source {
+        Source::Hot => RenderedTask::of(task),
+        Source::Durable => RenderedTask::from_durable(task),
+    };
+    match rendered {
+        Ok(rendered) => rendered_response(StatusCode::OK, rendered),
+        Err(_) => ApiError::Internal.into_response(),
+    }
 }
 
 /// [`respond`] for a task already rendered (a plain GET).
@@ -308,7 +317,7 @@ pub async fn create_task(
     } else {
         StatusCode::OK
     };
-    Ok(task_response(status, created.task, Source::Hot))
+    Ok(written_response(status, created.task))
 }
 
 /// Update a task (producers): `additional_data` is merge-patched, the rest replaced.
@@ -341,5 +350,5 @@ pub async fn update_task(
         .store
         .update(&caller.tenant, &id, &update, if_match)
         .await?;
-    Ok(task_response(StatusCode::OK, task, Source::Hot))
+    Ok(written_response(StatusCode::OK, task))
 }

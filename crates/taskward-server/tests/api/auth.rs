@@ -54,7 +54,7 @@ async fn missing_malformed_unknown_and_revoked_keys_are_401_everywhere() {
 
     let revoked = app.key_for("acme", Mode::Test, "read,write,cancel").await;
     let store = taskward_server::open_store(&app.settings).await.unwrap();
-    assert!(store.revoke_key(&revoked).await.unwrap());
+    assert!(store.keys.revoke(&revoked).await.unwrap());
 
     let revoked_header = format!("Bearer {revoked}");
     let unknown = "Bearer sk_test_0000000000000000000000000000".to_owned();
@@ -222,12 +222,12 @@ async fn revoking_a_key_takes_effect_on_a_running_server() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     let store = taskward_server::open_store(&app.settings).await.unwrap();
-    let keys = store.list_keys().await.unwrap();
+    let keys = store.keys.list().await.unwrap();
     let rec = keys
         .iter()
         .find(|k| k.hint == key[..12].to_owned() + "…")
         .unwrap();
-    assert!(store.revoke_key(&rec.key_id).await.unwrap());
+    assert!(store.keys.revoke(&rec.key_id).await.unwrap());
     let res = app
         .req(Method::GET, "/v1/tasks", &key)
         .send()
@@ -236,7 +236,7 @@ async fn revoking_a_key_takes_effect_on_a_running_server() {
     let b = assert_error(res, StatusCode::UNAUTHORIZED).await;
     assert!(b["error"]["message"].as_str().unwrap().contains("revoked"));
     assert!(
-        !store.revoke_key(&rec.key_id).await.unwrap(),
+        !store.keys.revoke(&rec.key_id).await.unwrap(),
         "already revoked"
     );
 }

@@ -108,8 +108,8 @@ async fn start(settings: Settings, dir: TempDir, namespace: Option<Namespace>) -
     let base = format!("http://{}", server.local_addr());
     let (key, _) = server
         .state()
-        .store
-        .create_key(
+        .key_store
+        .create(
             OrgId::parse("acme").expect("org"),
             Mode::Test,
             Scopes::all(),
@@ -164,8 +164,16 @@ impl TestApp {
     /// prefix), as a second process of a deployment would be. It does not own the namespace.
     #[allow(dead_code)] // not every test binary uses it
     pub async fn second_instance(&self) -> TestApp {
+        self.second_instance_with(|_| {}).await
+    }
+
+    /// [`TestApp::second_instance`] with its settings adjusted by `tweak` (e.g. reaching Redis
+    /// through a proxy of its own).
+    #[allow(dead_code)] // not every test binary uses it
+    pub async fn second_instance_with(&self, tweak: impl FnOnce(&mut Settings)) -> TestApp {
         let mut settings = self.settings.clone();
         settings.listen = "127.0.0.1:0".parse().expect("addr");
+        tweak(&mut settings);
         start(settings, tempfile::tempdir().expect("temp dir"), None).await
     }
 
@@ -250,7 +258,8 @@ impl TestApp {
             .await
             .expect("store");
         let (key, _) = store
-            .create_key(
+            .keys
+            .create(
                 OrgId::parse(org).expect("org"),
                 mode,
                 Scopes::parse(scopes).expect("scopes"),

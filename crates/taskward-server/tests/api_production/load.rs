@@ -115,6 +115,20 @@ impl Book {
     }
 }
 
+/// Where a load's requests go, and how writers write.
+#[derive(Debug, Clone)]
+pub struct Targets {
+    /// Base URL every write goes to.
+    pub writes: String,
+    /// Base URLs reads go to, in turn.
+    pub reads: Vec<String>,
+    /// After each acknowledged write, the writer reads the task back at once through the next
+    /// of `reads` (the read most likely to see a stale copy on another instance).
+    pub read_after_write: bool,
+    /// Writers send `If-Match` with the version they last had acknowledged.
+    pub if_match: bool,
+}
+
 /// Running clients; [`Load::stop`] ends them.
 pub struct Load {
     pub book: Arc<Book>,
@@ -146,6 +160,23 @@ impl Load {
     /// Starts `writers` writers (task `i` belongs to writer `i % writers`) and `readers`
     /// readers, all against `base` with `key`.
     pub fn start(base: &str, key: &str, ids: &[String], writers: usize, readers: usize) -> Load {
+        let targets = Targets {
+            writes: base.to_owned(),
+            reads: vec![base.to_owned()],
+            read_after_write: false,
+            if_match: false,
+        };
+        Self::start_with(&targets, key, ids, writers, readers)
+    }
+
+    /// [`Load::start`] with writes and reads sent where `targets` says.
+    pub fn start_with(
+        targets: &Targets,
+        key: &str,
+        ids: &[String],
+        writers: usize,
+        readers: usize,
+    ) -> Load {
         let book = Arc::new(Book {
             acked: Mutex::new(
                 ids.iter()
@@ -170,7 +201,7 @@ impl Load {
             let owned: Vec<String> = ids.iter().skip(w).step_by(writers).cloned().collect();
             handles.push(tokio::spawn(writer(
                 client(),
-                base.to_owned(),
+                targets.clone(),
                 key.to_owned(),
                 owned,
                 book.clone(),
@@ -179,7 +210,7 @@ impl Load {
         for r in 0..readers {
             handles.push(tokio::spawn(reader(
                 client(),
-                base.to_owned(),
+                targets.reads.clone(),
                 key.to_owned(),
                 ids.to_vec(),
                 r,
@@ -201,11 +232,12 @@ impl Load {
 
 async fn writer(
     client: reqwest::Client,
-    base: String,
+    targets: Targets,
     key: String,
     owned: Vec<String>,
     book: Arc<Book>,
 ) {
+    let base = &targets.writes;
     let mut i = 0usize;
     while !book.stop.load(Ordering::SeqCst) {
         let id = &owned[i % owned.len()];
@@ -214,12 +246,14 @@ async fn writer(
         let k = format!("k{seq}");
         let phase = book.phase.load(Ordering::SeqCst);
         let started = Instant::now();
-        let res = client
+        let mut req = client
             .patch(format!("{base}/v1/tasks/{id}"))
             .bearer_auth(&key)
-            .json(&json!({"status": "PROCESSING", "additional_data": {&k: seq}}))
-            .send()
-            .await;
+            .json(&json!({"status": "PROCESSING", "additional_data": {&k: seq}}));
+        if targets.if_match {
+            req = req.header("if-match", format!("\"{}\"", book.acked_version(id)));
+        }
+        let res = req.send().await;
         let outcome = match res {
             Ok(res) => {
                 let status = res.status();
@@ -237,12 +271,33 @@ async fn writer(
         };
         let latency = started.elapsed();
         let phase = book.straddled(phase);
-        let mut t = book.tallies.lock().unwrap();
-        let tally = &mut t[phase as usize][1];
-        tally.record(latency);
-        let Some((status, retry_after, body)) = outcome else {
-            continue;
+        let acknowledged = {
+            let mut t = book.tallies.lock().unwrap();
+            let tally = &mut t[phase as usize][1];
+            tally.record(latency);
+            let Some((status, retry_after, body)) = outcome else {
+                continue;
+            };
+            acknowledge(&book, tally, id, k, status, retry_after, &body)
         };
+        if acknowledged && targets.read_after_write {
+            let read_base = &targets.reads[seq as usize % targets.reads.len()];
+            checked_read(&client, read_base, &key, id, &book).await;
+        }
+    }
+}
+
+/// Books one write's answer; `true` if it was acknowledged.
+fn acknowledge(
+    book: &Book,
+    tally: &mut Tally,
+    id: &str,
+    k: String,
+    status: StatusCode,
+    retry_after: bool,
+    body: &Value,
+) -> bool {
+    {
         if status == StatusCode::OK {
             let version = body["version"].as_u64().expect("version");
             let mut acked = book.acked.lock().unwrap();
@@ -257,21 +312,23 @@ async fn writer(
                 tally.ok += 1;
                 a.version = version;
                 a.keys.push(k);
+                return true;
             }
         } else {
             tally.failed += 1;
             if status == StatusCode::SERVICE_UNAVAILABLE && retry_after {
-                assert_error_shape(&body, 503);
+                assert_error_shape(body, 503);
                 tally.unavailable += 1;
             }
             tally.sample(format!("PATCH {id}: {status} {body}"));
         }
     }
+    false
 }
 
 async fn reader(
     client: reqwest::Client,
-    base: String,
+    bases: Vec<String>,
     key: String,
     ids: Vec<String>,
     salt: usize,
@@ -281,13 +338,22 @@ async fn reader(
     let mut i = salt * 7;
     while !book.stop.load(Ordering::SeqCst) {
         let id = &ids[i % ids.len()];
+        let base = &bases[(i + salt) % bases.len()];
         i += 3;
+        checked_read(&client, base, &key, id, &book).await;
+    }
+}
+
+/// GETs `id` through `base` and books the answer against what had been acknowledged before
+/// the request was sent.
+async fn checked_read(client: &reqwest::Client, base: &str, key: &str, id: &str, book: &Book) {
+    {
         let floor = book.acked_version(id);
         let phase = book.phase.load(Ordering::SeqCst);
         let started = Instant::now();
         let res = client
             .get(format!("{base}/v1/tasks/{id}"))
-            .bearer_auth(&key)
+            .bearer_auth(key)
             .send()
             .await;
         let answer = match res {
@@ -307,7 +373,7 @@ async fn reader(
                 if version < floor {
                     tally.stale += 1;
                     tally.sample(format!(
-                        "GET {id}: version {version} < acknowledged {floor}"
+                        "GET {id} via {base}: version {version} < acknowledged {floor}"
                     ));
                 } else {
                     tally.ok += 1;

@@ -5,7 +5,8 @@
 //! redis-server killed or partitioned (`redis_faults`), a private PostgreSQL killed with
 //! SIGKILL and restarted (`postgres_killed`), writers racing on one task (`races`), over the
 //! load driver and bookkeeping in `load`. They print what clients saw: run with
-//! `--no-capture` to see the figures. (The crash of the embedded binary is in
+//! `--no-capture` to see the figures. `stale_reads` checks the read-after-write guarantee across
+//! three instances under each fault. (The crash of the embedded binary is in
 //! `crates/taskward/tests/cli/crash.rs`.)
 
 #[path = "../api/auth.rs"]
@@ -22,6 +23,7 @@ mod long_poll;
 mod postgres_killed;
 mod races;
 mod redis_faults;
+mod stale_reads;
 #[path = "../api/support.rs"]
 mod support;
 #[path = "../api/tasks.rs"]

@@ -22,7 +22,7 @@ async fn postgres_killed_under_load_keeps_cached_reads_refuses_writes_and_loses_
     let app = spawn_app_with(|s| {
         s.database_url = Some(Secret::new(url));
         s.durable.timeout_ms = DURABLE_TIMEOUT_MS;
-        s.durable.replay_interval_ms = 200;
+        s.hot.trust_lease_ms = 200;
         // Shorter than the outage, so the key must be trusted past its cache lifetime.
         s.auth.key_cache_ttl_ms = 300;
     })

@@ -3,9 +3,10 @@
 //! A write is acknowledged only once a back-end has committed it. Back-ends store whole tasks
 //! and compare-and-set on `version`; they do not decide transitions (that is
 //! [`taskward_model::Task::apply`]) nor talk to the hot tier (that is [`crate::TieredStore`]).
+//! Both back-ends are the one SQL core ([`SqlDurable`]) over a database of their own.
 
 pub mod postgres;
-mod query;
+pub(crate) mod sql;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -14,8 +15,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use taskward_model::list::{ListPage, ListQuery};
 use taskward_model::{KeyRecord, Task, TaskId, Tenant};
-
 use tokio_util::sync::CancellationToken;
+
+pub use postgres::{PostgresDurable, PostgresOptions};
+pub use sql::SqlDurable;
+pub use sqlite::SqliteDurable;
 
 use crate::changes::Changes;
 use crate::StoreError;
@@ -29,6 +33,25 @@ pub enum Inserted {
     Exists { task: Box<Task>, digest: String },
 }
 
+/// Identifies one write (a create, or one compare-and-set attempt), stored with the row it
+/// wrote: a statement run again after its connection died before answering finds its own
+/// write there and knows it won, instead of taking it for another writer's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteId(pub(crate) i64);
+
+impl WriteId {
+    /// A fresh random id.
+    pub fn new() -> Self {
+        WriteId(rand::random())
+    }
+}
+
+impl Default for WriteId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// A task whose hot-tier entry may be stale: it was written (at `version`) while the hot tier
 /// could not be. Replayed as an invalidation once the hot tier answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,7 +61,7 @@ pub struct PendingInvalidation {
     pub version: u64,
 }
 
-/// A store of task documents and API keys that survives restarts.
+/// A store of task documents that survives restarts.
 #[async_trait]
 pub trait DurableTier: Send + Sync + std::fmt::Debug + 'static {
     /// Short name for logs and /readyz (`sqlite`, `postgres`).
@@ -56,21 +79,56 @@ pub trait DurableTier: Send + Sync + std::fmt::Debug + 'static {
         tenant: &Tenant,
         task: &Task,
         digest: &str,
+        write: WriteId,
     ) -> Result<Inserted, StoreError>;
 
     /// Replaces the task if its stored version is still `expected_version` and it is the same
-    /// incarnation (its `created_at` equals `task.created_at`); `false` when another write got
-    /// there first, or the task is gone or was deleted and created again.
+    /// incarnation (its `created_at` equals `task.created_at`), or if `write` already did;
+    /// `false` when another write got there first, or the task is gone or was deleted and
+    /// created again.
     async fn replace(
         &self,
         tenant: &Tenant,
         task: &Task,
         expected_version: u64,
+        write: WriteId,
     ) -> Result<bool, StoreError>;
 
     /// One page of a validated listing.
     async fn list(&self, tenant: &Tenant, query: &ListQuery) -> Result<ListPage, StoreError>;
 
+    /// Records that the hot entry of this task must be invalidated (keeps the highest version).
+    async fn add_pending_invalidation(&self, p: &PendingInvalidation) -> Result<(), StoreError>;
+
+    /// Up to `limit` recorded invalidations.
+    async fn pending_invalidations(
+        &self,
+        limit: u32,
+    ) -> Result<Vec<PendingInvalidation>, StoreError>;
+
+    /// Forgets a replayed invalidation, unless a newer version was recorded meanwhile.
+    async fn clear_pending_invalidation(&self, p: &PendingInvalidation) -> Result<(), StoreError>;
+
+    /// Deletes up to `limit` terminal tasks that finished before `cutoff`; returns how many.
+    async fn delete_finished_before(
+        &self,
+        cutoff: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<u64, StoreError>;
+
+    /// Announces to `changes` every task write committed to this tier by any process (other
+    /// instances included), until `stop`. A back-end that only one process writes to (the
+    /// embedded file) has nothing to add to the process's own announcements and returns at once.
+    async fn forward_changes(&self, changes: Arc<Changes>, stop: CancellationToken);
+
+    /// Stops the tier's own background work (PostgreSQL's group workers) and waits for it;
+    /// requests made afterwards fail.
+    async fn close(&self);
+}
+
+/// API keys, stored by hash.
+#[async_trait]
+pub trait KeyStore: Send + Sync + std::fmt::Debug + 'static {
     /// Stores a new key under its hash.
     async fn insert_key(&self, key: &KeyRecord, hash: &str) -> Result<(), StoreError>;
 
@@ -86,33 +144,4 @@ pub trait DurableTier: Send + Sync + std::fmt::Debug + 'static {
 
     /// Marks a key revoked; `false` if there is no such live key.
     async fn revoke_key(&self, key_id: &str, at: DateTime<Utc>) -> Result<bool, StoreError>;
-
-    /// Records that the hot entry of this task must be invalidated (keeps the highest version).
-    async fn add_pending_invalidation(&self, p: &PendingInvalidation) -> Result<(), StoreError>;
-
-    /// Up to `limit` recorded invalidations.
-    async fn pending_invalidations(
-        &self,
-        limit: u32,
-    ) -> Result<Vec<PendingInvalidation>, StoreError>;
-
-    /// Forgets a replayed invalidation, unless a newer version was recorded meanwhile.
-    async fn clear_pending_invalidation(&self, p: &PendingInvalidation) -> Result<(), StoreError>;
-
-    /// How many invalidations wait (for metrics).
-    async fn count_pending_invalidations(&self) -> Result<u64, StoreError>;
-
-    /// Deletes up to `limit` terminal tasks that finished before `cutoff`; returns how many.
-    async fn delete_finished_before(
-        &self,
-        cutoff: DateTime<Utc>,
-        limit: u32,
-    ) -> Result<u64, StoreError>;
-
-    /// Announces to `changes` every task write committed to this tier by any process (other
-    /// instances included), until `stop`. A back-end that only one process writes to (the
-    /// embedded file) has nothing to add to the process's own announcements and returns at once.
-    async fn forward_changes(&self, changes: Arc<Changes>, stop: CancellationToken) {
-        let _ = (changes, stop);
-    }
 }

@@ -114,7 +114,7 @@ impl HotTier for MemoryHot {
     }
 
     async fn put(&self, tenant: &Tenant, task: &Task) -> Result<(), HotError> {
-        let rendered = RenderedTask::new(task, false).map_err(|e| HotError(e.to_string()))?;
+        let rendered = RenderedTask::new(task).map_err(|e| HotError(e.to_string()))?;
         let key = Self::key(tenant, &task.task_id);
         let now = Instant::now();
         let expires = now + self.ttl;

@@ -5,6 +5,7 @@
 //! the entry is invalidated before it can be read stale.
 
 pub mod memory;
+pub mod none;
 pub mod redis;
 
 use async_trait::async_trait;
@@ -26,14 +27,23 @@ pub struct RenderedTask {
 }
 
 impl RenderedTask {
-    /// Renders `task` as the API's [`TaskResponse`]; `from_durable` adds the fallback
-    /// annotation.
-    pub fn new(task: &Task, from_durable: bool) -> Result<Self, serde_json::Error> {
-        Self::of(task.clone(), from_durable)
+    /// A task as it was written, or as the hot tier holds it: no annotation.
+    pub fn new(task: &Task) -> Result<Self, serde_json::Error> {
+        Self::of(task.clone())
     }
 
     /// [`RenderedTask::new`] of a task the caller no longer needs.
-    pub fn of(task: Task, from_durable: bool) -> Result<Self, serde_json::Error> {
+    pub fn of(task: Task) -> Result<Self, serde_json::Error> {
+        Self::render(task, false)
+    }
+
+    /// A task read from the durable tier because the hot tier could not answer: annotated
+    /// `additional_data.from_mongodb` (SPEC).
+    pub fn from_durable(task: Task) -> Result<Self, serde_json::Error> {
+        Self::render(task, true)
+    }
+
+    fn render(task: Task, from_durable: bool) -> Result<Self, serde_json::Error> {
         let version = task.version;
         let body = serde_json::to_vec(&TaskResponse::new(task, from_durable))?;
         Ok(RenderedTask {
@@ -62,6 +72,16 @@ pub trait HotTier: Send + Sync + std::fmt::Debug + 'static {
         tenant: &Tenant,
         id: &TaskId,
     ) -> Result<Option<RenderedTask>, HotError>;
+
+    /// [`HotTier::get_rendered`] for a caller with nothing to fall back to (the durable tier is
+    /// down): waits longer than the usual timeout for an answer.
+    async fn get_rendered_patiently(
+        &self,
+        tenant: &Tenant,
+        id: &TaskId,
+    ) -> Result<Option<RenderedTask>, HotError> {
+        self.get_rendered(tenant, id).await
+    }
 
     /// Stores `task` unless a newer version is cached; (re)starts its TTL either way when the
     /// version is not older.

@@ -1,16 +1,18 @@
 //! The production hot tier: Redis, one hash per task.
 //!
-//! Key `{prefix}t:{org}:{mode}:{task_id}`, fields `v` (version), `w` (the task as the API
-//! sends it: a hot GET returns these bytes as they are) and `wv` (the version `w` is of). Writes
-//! and invalidations are Lua scripts that compare versions on the server, so an
-//! older document never replaces a newer one whatever order concurrent instances' writes arrive
-//! in. An invalidation leaves a tombstone (`v` without `w`) for the TTL, so a slow re-warm of an
-//! older version read before the invalidation cannot bring stale data back.
+//! Key `{prefix}t:{org}:{mode}:{task_id}`, fields `v` (version) and `w` (the task as the API
+//! sends it: a hot GET returns these bytes as they are). Writes and invalidations are Lua
+//! scripts that compare versions on the server, so an older document never replaces a newer
+//! one whatever order concurrent instances' writes arrive in. An invalidation leaves a
+//! tombstone (`v` without `w`) for the TTL, so a slow re-warm of an older version read before
+//! the invalidation cannot bring stale data back.
 //!
 //! One multiplexed connection (the `redis` crate's `ConnectionManager`) carries every request
 //! and reconnects by itself. Every call is bounded by a short timeout: a read that times out
-//! falls back to the durable tier instead of stalling the request. If Redis is down when the
-//! server starts, the connection is retried on use.
+//! falls back to the durable tier instead of stalling the request. Only when there is nothing
+//! to fall back to (the durable tier is down too) does a read wait longer
+//! ([`PATIENT_TIMEOUT`]). If Redis is down when the server starts, the connection is retried
+//! on use.
 
 use std::time::Duration;
 
@@ -22,15 +24,11 @@ use tokio::sync::OnceCell;
 
 use super::{HotError, HotTier, RenderedTask};
 
-/// Stores the document unless a newer version is there; (re)starts the TTL. `d` is where
-/// earlier releases kept the document: dropped so it can never be read stale. Their scripts
-/// know nothing of `w`: after one of them writes or invalidates, `v` moves on while `w` stays
-/// behind, and `wv` no longer matching `v` makes that a miss.
+/// Stores the document unless a newer version is there; (re)starts the TTL.
 const PUT: &str = r"
 local cur = tonumber(redis.call('HGET', KEYS[1], 'v'))
 if cur and cur > tonumber(ARGV[1]) then return 0 end
-redis.call('HSET', KEYS[1], 'v', ARGV[1], 'w', ARGV[2], 'wv', ARGV[1])
-redis.call('HDEL', KEYS[1], 'd')
+redis.call('HSET', KEYS[1], 'v', ARGV[1], 'w', ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1
 ";
@@ -39,11 +37,14 @@ return 1
 const INVALIDATE: &str = r"
 local cur = tonumber(redis.call('HGET', KEYS[1], 'v'))
 if cur and cur > tonumber(ARGV[1]) then return 0 end
-redis.call('HDEL', KEYS[1], 'w', 'wv', 'd')
+redis.call('HDEL', KEYS[1], 'w')
 redis.call('HSET', KEYS[1], 'v', ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
 ";
+
+/// How long a read waits for Redis when the durable tier cannot answer either.
+const PATIENT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Redis hot tier.
 pub struct RedisHot {
@@ -92,9 +93,11 @@ impl RedisHot {
     }
 
     async fn conn(&self) -> Result<ConnectionManager, HotError> {
+        // No response timeout on the connection itself: each call bounds its own wait (short,
+        // or patient; see `call`).
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(self.timeout))
-            .set_response_timeout(Some(self.timeout))
+            .set_response_timeout(None)
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(500));
         let conn = self
@@ -110,47 +113,54 @@ impl RedisHot {
     where
         F: std::future::Future<Output = redis::RedisResult<T>>,
     {
+        self.call_within(self.timeout, f).await
+    }
+
+    async fn call_within<T, F>(
+        &self,
+        timeout: Duration,
+        f: impl FnOnce(ConnectionManager) -> F,
+    ) -> Result<T, HotError>
+    where
+        F: std::future::Future<Output = redis::RedisResult<T>>,
+    {
         let work = async {
             let conn = self.conn().await?;
             f(conn).await.map_err(|e| HotError(format!("redis: {e}")))
         };
-        tokio::time::timeout(self.timeout, work)
+        tokio::time::timeout(timeout, work)
             .await
-            .map_err(|_| HotError(format!("redis: no answer within {:?}", self.timeout)))?
+            .map_err(|_| HotError(format!("redis: no answer within {timeout:?}")))?
+    }
+
+    async fn read_rendered(
+        &self,
+        tenant: &Tenant,
+        id: &TaskId,
+        timeout: Duration,
+    ) -> Result<Option<RenderedTask>, HotError> {
+        let key = self.key(tenant, id);
+        let (version, body): (Option<u64>, Option<Vec<u8>>) = self
+            .call_within(timeout, |mut c| async move {
+                redis::cmd("HMGET")
+                    .arg(&key)
+                    .arg("v")
+                    .arg("w")
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(match (version, body) {
+            (Some(version), Some(body)) => Some(RenderedTask {
+                version,
+                body: body.into(),
+            }),
+            _ => None,
+        })
     }
 
     fn ttl_ms(&self) -> u64 {
         self.ttl.as_millis() as u64
-    }
-
-    /// Deletes every key under this tier's prefix (test namespaces clean up with it).
-    pub async fn delete_all(&self) -> Result<u64, HotError> {
-        let pattern = format!("{}*", self.prefix);
-        self.call(|mut c| async move {
-            let mut deleted = 0u64;
-            let mut cursor: u64 = 0;
-            loop {
-                let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(&pattern)
-                    .arg("COUNT")
-                    .arg(1000)
-                    .query_async(&mut c)
-                    .await?;
-                if !keys.is_empty() {
-                    deleted += redis::cmd("DEL")
-                        .arg(&keys)
-                        .query_async::<u64>(&mut c)
-                        .await?;
-                }
-                if next == 0 {
-                    return Ok(deleted);
-                }
-                cursor = next;
-            }
-        })
-        .await
     }
 }
 
@@ -182,30 +192,21 @@ impl HotTier for RedisHot {
         tenant: &Tenant,
         id: &TaskId,
     ) -> Result<Option<RenderedTask>, HotError> {
-        let key = self.key(tenant, id);
-        let (version, of, body): (Option<u64>, Option<u64>, Option<Vec<u8>>) = self
-            .call(|mut c| async move {
-                redis::cmd("HMGET")
-                    .arg(&key)
-                    .arg("v")
-                    .arg("wv")
-                    .arg("w")
-                    .query_async(&mut c)
-                    .await
-            })
-            .await?;
-        Ok(match (version, of, body) {
-            (Some(version), Some(of), Some(body)) if of == version => Some(RenderedTask {
-                version,
-                body: body.into(),
-            }),
-            _ => None,
-        })
+        self.read_rendered(tenant, id, self.timeout).await
+    }
+
+    async fn get_rendered_patiently(
+        &self,
+        tenant: &Tenant,
+        id: &TaskId,
+    ) -> Result<Option<RenderedTask>, HotError> {
+        self.read_rendered(tenant, id, PATIENT_TIMEOUT.max(self.timeout))
+            .await
     }
 
     async fn put(&self, tenant: &Tenant, task: &Task) -> Result<(), HotError> {
         let key = self.key(tenant, &task.task_id);
-        let doc = RenderedTask::new(task, false)
+        let doc = RenderedTask::new(task)
             .map_err(|e| HotError(e.to_string()))?
             .body;
         let (version, ttl) = (task.version, self.ttl_ms());

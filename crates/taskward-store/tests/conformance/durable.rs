@@ -4,7 +4,7 @@ use chrono::Duration as ChronoDuration;
 use serde_json::json;
 use taskward_model::list::{ListQuery, ListTasksBody, PagingParams};
 use taskward_model::{time, Mode, OrgId, Scopes, TaskStatus};
-use taskward_store::{Inserted, PendingInvalidation};
+use taskward_store::{Inserted, PendingInvalidation, WriteId};
 
 use crate::support::{acme, durables, id, postgres, task, tenant};
 
@@ -14,7 +14,10 @@ async fn tasks_insert_get_and_compare_and_set() {
         let t = task("t1", 1);
         assert!(
             matches!(
-                d.tier.insert(&acme(), &t, "digest-1").await.unwrap(),
+                d.tier
+                    .insert(&acme(), &t, "digest-1", WriteId::new())
+                    .await
+                    .unwrap(),
                 Inserted::Created
             ),
             "{name}"
@@ -26,7 +29,7 @@ async fn tasks_insert_get_and_compare_and_set() {
         );
         match d
             .tier
-            .insert(&acme(), &task("t1", 1), "digest-2")
+            .insert(&acme(), &task("t1", 1), "digest-2", WriteId::new())
             .await
             .unwrap()
         {
@@ -40,7 +43,10 @@ async fn tasks_insert_get_and_compare_and_set() {
         assert_eq!(d.tier.get(&other, &id("t1")).await.unwrap(), None, "{name}");
         assert!(
             matches!(
-                d.tier.insert(&other, &t, "x").await.unwrap(),
+                d.tier
+                    .insert(&other, &t, "x", WriteId::new())
+                    .await
+                    .unwrap(),
                 Inserted::Created
             ),
             "{name}"
@@ -56,7 +62,10 @@ async fn tasks_insert_get_and_compare_and_set() {
                 .clone(),
         );
         assert!(
-            !d.tier.replace(&acme(), &next, 7).await.unwrap(),
+            !d.tier
+                .replace(&acme(), &next, 7, WriteId::new())
+                .await
+                .unwrap(),
             "{name}: stale version must lose"
         );
         // The same id and version from another incarnation of the task (deleted and created
@@ -64,12 +73,24 @@ async fn tasks_insert_get_and_compare_and_set() {
         let mut other_life = next.clone();
         other_life.created_at -= chrono::Duration::microseconds(1);
         assert!(
-            !d.tier.replace(&acme(), &other_life, 1).await.unwrap(),
+            !d.tier
+                .replace(&acme(), &other_life, 1, WriteId::new())
+                .await
+                .unwrap(),
             "{name}: another incarnation must lose"
         );
-        assert!(d.tier.replace(&acme(), &next, 1).await.unwrap(), "{name}");
         assert!(
-            !d.tier.replace(&acme(), &next, 1).await.unwrap(),
+            d.tier
+                .replace(&acme(), &next, 1, WriteId::new())
+                .await
+                .unwrap(),
+            "{name}"
+        );
+        assert!(
+            !d.tier
+                .replace(&acme(), &next, 1, WriteId::new())
+                .await
+                .unwrap(),
             "{name}: the race is lost twice"
         );
         assert_eq!(
@@ -93,10 +114,16 @@ async fn concurrent_reads_each_get_their_own_task() {
         for i in 0..50 {
             let mut t = task(&format!("t{i}"), 1);
             t.description = Some(format!("task {i}"));
-            d.tier.insert(&acme(), &t, "d").await.unwrap();
+            d.tier
+                .insert(&acme(), &t, "d", WriteId::new())
+                .await
+                .unwrap();
         }
         let live = tenant("acme", Mode::Live);
-        d.tier.insert(&live, &task("t7", 1), "d").await.unwrap();
+        d.tier
+            .insert(&live, &task("t7", 1), "d", WriteId::new())
+            .await
+            .unwrap();
         let reads = (0..400).map(|n| {
             let tier = d.tier.clone();
             // Ids 0..60: the last ten do not exist; every id is asked for several times.
@@ -135,7 +162,10 @@ async fn listing_filters_sorts_and_pages_alike() {
                     .unwrap()
                     .clone(),
             );
-            d.tier.insert(&acme(), &t, "d").await.unwrap();
+            d.tier
+                .insert(&acme(), &t, "d", WriteId::new())
+                .await
+                .unwrap();
         }
         let body: ListTasksBody = serde_json::from_value(json!({
             "filters": {"AND": [{"field": "additional_data.tag", "operator": "eq", "value": "even"}],
@@ -174,38 +204,29 @@ async fn listing_filters_sorts_and_pages_alike() {
 #[tokio::test]
 async fn keys_are_found_by_hash_listed_and_revoked() {
     for (name, d) in durables().await {
-        let store = taskward_store::TieredStore::new(
-            crate::support::memory(std::time::Duration::from_secs(60)).tier,
-            d.tier.clone(),
-        )
-        .await
-        .unwrap();
+        let store = taskward_store::Keys::new(d.keys.clone());
         let (key, rec) = store
-            .create_key(
+            .create(
                 OrgId::parse("acme").unwrap(),
                 Mode::Live,
                 Scopes::parse("read,write").unwrap(),
             )
             .await
             .unwrap();
-        assert_eq!(
-            store.find_key(&key).await.unwrap(),
-            Some(rec.clone()),
-            "{name}"
-        );
+        assert_eq!(store.find(&key).await.unwrap(), Some(rec.clone()), "{name}");
         assert!(
-            store.create_first_key().await.unwrap().is_some(),
+            store.create_first().await.unwrap().is_some(),
             "{name}: the first key, once"
         );
         assert!(
-            store.create_first_key().await.unwrap().is_none(),
+            store.create_first().await.unwrap().is_none(),
             "{name}: never twice"
         );
-        assert_eq!(store.list_keys().await.unwrap().len(), 2, "{name}");
-        assert!(store.revoke_key(&rec.key_id).await.unwrap(), "{name}");
+        assert_eq!(store.list().await.unwrap().len(), 2, "{name}");
+        assert!(store.revoke(&rec.key_id).await.unwrap(), "{name}");
         assert!(
             store
-                .find_key(&key)
+                .find(&key)
                 .await
                 .unwrap()
                 .unwrap()
@@ -214,7 +235,7 @@ async fn keys_are_found_by_hash_listed_and_revoked() {
             "{name}"
         );
         assert!(
-            !store.revoke_key(key.expose()).await.unwrap(),
+            !store.revoke(key.expose()).await.unwrap(),
             "{name}: already revoked"
         );
     }
@@ -239,13 +260,13 @@ async fn pending_invalidations_keep_the_highest_version() {
         // Clearing what was replayed (3) must not forget a newer write (5).
         d.tier.clear_pending_invalidation(&p(3)).await.unwrap();
         assert_eq!(
-            d.tier.count_pending_invalidations().await.unwrap(),
+            d.tier.pending_invalidations(10).await.unwrap().len(),
             1,
             "{name}"
         );
         d.tier.clear_pending_invalidation(&p(5)).await.unwrap();
         assert_eq!(
-            d.tier.count_pending_invalidations().await.unwrap(),
+            d.tier.pending_invalidations(10).await.unwrap().len(),
             0,
             "{name}"
         );
@@ -260,15 +281,24 @@ async fn retention_deletes_only_old_terminal_tasks_in_batches() {
             let mut t = task(&format!("old{i}"), 1);
             t.status = TaskStatus::Completed;
             t.finished_at = Some(long_ago);
-            d.tier.insert(&acme(), &t, "d").await.unwrap();
+            d.tier
+                .insert(&acme(), &t, "d", WriteId::new())
+                .await
+                .unwrap();
         }
         let mut recent = task("recent", 1);
         recent.status = TaskStatus::Failed;
         recent.finished_at = Some(time::now());
-        d.tier.insert(&acme(), &recent, "d").await.unwrap();
+        d.tier
+            .insert(&acme(), &recent, "d", WriteId::new())
+            .await
+            .unwrap();
         let mut active = task("active", 1);
         active.created_at = long_ago;
-        d.tier.insert(&acme(), &active, "d").await.unwrap();
+        d.tier
+            .insert(&acme(), &active, "d", WriteId::new())
+            .await
+            .unwrap();
 
         let cutoff = time::now() - ChronoDuration::days(30);
         let stop = tokio_util::sync::CancellationToken::new();

@@ -6,13 +6,15 @@ use std::time::Duration;
 use serde_json::json;
 use taskward_model::{CreateTask, Mode, OrgId, Task, TaskId, Tenant};
 use taskward_store::{
-    DurableTier, HotTier, MemoryHot, PostgresDurable, PostgresOptions, RedisHot, SqliteDurable,
+    DurableTier, HotTier, KeyStore, MemoryHot, PostgresDurable, PostgresOptions, RedisHot,
+    SqliteDurable,
 };
 use taskward_testkit::{PgSchema, RedisPrefix};
 
 /// A durable back-end and what keeps its namespace alive.
 pub struct Durable {
     pub tier: Arc<dyn DurableTier>,
+    pub keys: Arc<dyn KeyStore>,
     pub pg: Option<PostgresDurable>,
     _guard: Box<dyn std::any::Any + Send>,
 }
@@ -22,8 +24,10 @@ pub async fn sqlite() -> Durable {
     let tier = SqliteDurable::open(&dir.path().join("t.db"), Duration::from_secs(5))
         .await
         .unwrap();
+    let tier = Arc::new(tier);
     Durable {
-        tier: Arc::new(tier),
+        tier: tier.clone(),
+        keys: tier,
         pg: None,
         _guard: Box::new(dir),
     }
@@ -40,6 +44,7 @@ pub async fn postgres() -> Durable {
     let tier = PostgresDurable::open(&opts).await.unwrap();
     Durable {
         tier: Arc::new(tier.clone()),
+        keys: Arc::new(tier.clone()),
         pg: Some(tier),
         _guard: Box::new(schema),
     }

@@ -60,7 +60,7 @@ async fn the_same_story_on_every_pairing() {
         let rendered = store.get_rendered(&acme(), &id("t1")).await.unwrap();
         assert_eq!(
             (rendered.version, rendered.body),
-            (2, RenderedTask::new(&v2, false).unwrap().body),
+            (2, RenderedTask::new(&v2).unwrap().body),
             "{name}: a hot GET answers with the stored rendering"
         );
 

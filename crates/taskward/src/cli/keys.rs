@@ -65,9 +65,9 @@ pub async fn run(cmd: KeysCommand) -> anyhow::Result<()> {
                     e.message
                 )
             })?;
-            let store = open_store(&a.store.settings(None)?).await?;
-            let (key, record) = store
-                .create_key(org, mode, scopes)
+            let keys = open_store(&a.store.settings(None)?).await?.keys;
+            let (key, record) = keys
+                .create(org, mode, scopes)
                 .await
                 .context("storing the key")?;
             writeln!(out, "{}", key.expose())?;
@@ -77,8 +77,8 @@ pub async fn run(cmd: KeysCommand) -> anyhow::Result<()> {
             );
         }
         KeysCommand::List(a) => {
-            let store = open_store(&a.store.settings(None)?).await?;
-            let keys = store.list_keys().await.context("reading keys")?;
+            let keys = open_store(&a.store.settings(None)?).await?.keys;
+            let keys = keys.list().await.context("reading keys")?;
             if a.json {
                 for k in &keys {
                     writeln!(out, "{}", serde_json::to_string(k)?)?;
@@ -110,8 +110,8 @@ pub async fn run(cmd: KeysCommand) -> anyhow::Result<()> {
             }
         }
         KeysCommand::Revoke(a) => {
-            let store = open_store(&a.store.settings(None)?).await?;
-            if !store.revoke_key(&a.key).await.context("revoking")? {
+            let keys = open_store(&a.store.settings(None)?).await?.keys;
+            if !keys.revoke(&a.key).await.context("revoking")? {
                 // Never echo the argument: it may be the secret itself.
                 bail!("no active key with that id (or key)");
             }

@@ -29,7 +29,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let embedded = settings.database_url.is_none();
     let server = Server::bind(settings).await?;
     let first_key = if embedded {
-        server.state().store.create_first_key().await?
+        server.state().key_store.create_first().await?
     } else {
         None
     };

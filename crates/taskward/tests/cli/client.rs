@@ -38,8 +38,8 @@ impl App {
         let base = format!("http://{}", server.local_addr());
         let (key, _) = server
             .state()
-            .store
-            .create_key(OrgId::parse("acme").unwrap(), Mode::Test, Scopes::all())
+            .key_store
+            .create(OrgId::parse("acme").unwrap(), Mode::Test, Scopes::all())
             .await
             .expect("key");
         let (tx, rx) = oneshot::channel::<()>();

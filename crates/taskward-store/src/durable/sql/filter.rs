@@ -1,210 +1,19 @@
-//! Compiles a validated [`ListQuery`] into SQL for SQLite or PostgreSQL.
-//!
-//! One compiler, two dialects: the structure of a listing (tenant, selectors, filter tree,
-//! keyset, order, page) is the same; only fragments differ (JSON functions, type names,
-//! placeholders). The output is SQL text plus a list of [`Arg`]s; each back-end binds them with
-//! its own types. Only identifiers and keywords spelled in this file enter the SQL text; every
-//! value a client sent (filter values, JSON paths, search text, cursor positions) is an `Arg`.
-//! Placeholders are numbered (`?1` / `$1`), so a value used twice is bound once.
+//! Compiles a validated filter tree ([`Expr`]) into a SQL condition for SQLite or PostgreSQL.
 //!
 //! Conditions on anything that can be NULL are wrapped in `COALESCE(…, false)` so that every
 //! predicate is strictly true or false and `NOT` means what the client meant: a missing field
-//! does not equal "x", so `NOT eq "x"` matches it.
+//! does not equal "x", so `NOT eq "x"` matches it. JSON paths and values are bound, never
+//! spliced; comparisons are type-bracketed (a string never equals a number, as in MongoDB).
 
-use chrono::{DateTime, TimeZone, Utc};
 use serde_json::Value;
 use taskward_model::filter::{Cond, Expr, Field, FieldKind, Op, Operand, Scalar};
-use taskward_model::list::{CursorValue, ListQuery, SortField};
-use taskward_model::{time, Tenant};
+use taskward_model::time;
 
-/// Which SQL the compiler writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Dialect {
-    Sqlite,
-    Postgres,
-}
+use super::list::pg_no_time;
+use super::text::{Arg, Dialect, Sql};
 
-/// A bound value.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Arg {
-    Text(String),
-    Int(i64),
-    Float(f64),
-    Bool(bool),
-    /// A timestamp column value (SQLite: canonical text; PostgreSQL: timestamptz).
-    Time(DateTime<Utc>),
-    /// A path under `additional_data` (SQLite: JSON path text; PostgreSQL: text[]).
-    Path(Vec<String>),
-    /// A JSON document (PostgreSQL containment).
-    Json(Value),
-}
-
-/// SQL text and its arguments, in placeholder order.
-#[derive(Debug)]
-pub(crate) struct Sql {
-    pub text: String,
-    pub args: Vec<Arg>,
-    d: Dialect,
-}
-
-/// Where missing `started_at`/`finished_at` sort in PostgreSQL: before every real time, as the
-/// empty string does in SQLite (and in cursors).
-const PG_NO_TIME: &str = "'0001-01-01 00:00:00+00'::timestamptz";
-
-fn pg_no_time() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(1, 1, 1, 0, 0, 0)
-        .single()
-        .unwrap_or(DateTime::<Utc>::MIN_UTC)
-}
-
-impl Sql {
-    fn new(d: Dialect, text: impl Into<String>) -> Sql {
-        Sql {
-            text: text.into(),
-            args: Vec::new(),
-            d,
-        }
-    }
-
-    fn push(&mut self, s: &str) -> &mut Self {
-        self.text.push_str(s);
-        self
-    }
-
-    /// Adds an argument and returns its placeholder (with a cast where PostgreSQL needs one).
-    fn arg(&mut self, a: Arg) -> String {
-        let cast = match (&a, self.d) {
-            (Arg::Path(_), Dialect::Postgres) => "::text[]",
-            (Arg::Json(_), Dialect::Postgres) => "::jsonb",
-            (Arg::Float(_), Dialect::Postgres) => "::float8",
-            (Arg::Int(_), Dialect::Postgres) => "::int8",
-            _ => "",
-        };
-        self.args.push(a);
-        match self.d {
-            Dialect::Sqlite => format!("?{}", self.args.len()),
-            Dialect::Postgres => format!("${}{cast}", self.args.len()),
-        }
-    }
-
-    fn bool_lit(&self, b: bool) -> &'static str {
-        match (self.d, b) {
-            (Dialect::Sqlite, true) => "1",
-            (Dialect::Sqlite, false) => "0",
-            (Dialect::Postgres, true) => "TRUE",
-            (Dialect::Postgres, false) => "FALSE",
-        }
-    }
-}
-
-/// The columns a task is read from, in `row_to_task` order.
-pub(crate) const TASK_COLUMNS: &str = "t.task_id, t.task_type, t.status, t.inputs, t.outputs, \
-     t.additional_data, t.description, t.created_at, t.updated_at, t.started_at, t.finished_at, \
-     t.version";
-
-/// `SELECT … WHERE … ORDER BY … LIMIT limit+1 OFFSET …`: one row more than the page, to learn
-/// whether another page follows.
-pub(crate) fn select(d: Dialect, tenant: &Tenant, q: &ListQuery) -> Sql {
-    let mut sql = Sql::new(d, format!("SELECT {TASK_COLUMNS} FROM tasks t"));
-    push_where(&mut sql, tenant, q);
-    let key = sort_expr(d, q.sort.field);
-    if let Some(c) = &q.after {
-        let value = match (&c.value, d, c.field) {
-            (CursorValue::Int(i), _, _) => Arg::Int(*i),
-            (CursorValue::Text(s), Dialect::Postgres, f) if is_time(f) => {
-                Arg::Time(if s.is_empty() {
-                    pg_no_time()
-                } else {
-                    time::parse(s).unwrap_or_else(pg_no_time)
-                })
-            }
-            (CursorValue::Text(s), _, _) => Arg::Text(s.clone()),
-        };
-        let v = sql.arg(value);
-        let id = sql.arg(Arg::Text(c.task_id.clone()));
-        let cmp = if q.sort.desc { "<" } else { ">" };
-        sql.push(&format!(" AND ({key}, t.task_id) {cmp} ({v}, {id})"));
-    }
-    let dir = if q.sort.desc { "DESC" } else { "ASC" };
-    sql.push(&format!(" ORDER BY {key} {dir}, t.task_id {dir}"));
-    let limit = sql.arg(Arg::Int(i64::from(q.limit) + 1));
-    let offset = sql.arg(Arg::Int(i64::try_from(q.offset).unwrap_or(i64::MAX)));
-    sql.push(&format!(" LIMIT {limit} OFFSET {offset}"));
-    sql
-}
-
-/// `SELECT COUNT(*)` over the same rows, ignoring paging.
-pub(crate) fn count(d: Dialect, tenant: &Tenant, q: &ListQuery) -> Sql {
-    let mut sql = Sql::new(d, "SELECT COUNT(*) FROM tasks t");
-    push_where(&mut sql, tenant, q);
-    sql
-}
-
-fn is_time(f: SortField) -> bool {
-    matches!(
-        f,
-        SortField::CreatedAt | SortField::UpdatedAt | SortField::StartedAt | SortField::FinishedAt
-    )
-}
-
-/// The ORDER BY expression; the model's `SortField::key_of` builds cursors to match.
-fn sort_expr(d: Dialect, f: SortField) -> String {
-    let nullable_time = |col: &str| match d {
-        Dialect::Sqlite => format!("COALESCE({col}, '')"),
-        Dialect::Postgres => format!("COALESCE({col}, {PG_NO_TIME})"),
-    };
-    match f {
-        SortField::CreatedAt => "t.created_at".into(),
-        SortField::UpdatedAt => "t.updated_at".into(),
-        SortField::StartedAt => nullable_time("t.started_at"),
-        SortField::FinishedAt => nullable_time("t.finished_at"),
-        SortField::TaskId => "t.task_id".into(),
-        SortField::TaskType => "t.task_type".into(),
-        SortField::Status => "t.status".into(),
-        SortField::Version => "t.version".into(),
-    }
-}
-
-fn push_where(sql: &mut Sql, tenant: &Tenant, q: &ListQuery) {
-    let org = sql.arg(Arg::Text(tenant.org.as_str().to_owned()));
-    let mode = sql.arg(Arg::Text(tenant.mode.as_str().to_owned()));
-    sql.push(&format!(" WHERE t.org = {org} AND t.mode = {mode}"));
-    if q.active_only {
-        let t = sql.bool_lit(true);
-        sql.push(&format!(" AND t.active = {t}"));
-    }
-    if !q.statuses.is_empty() {
-        let list: Vec<String> = q
-            .statuses
-            .iter()
-            .map(|s| sql.arg(Arg::Text(s.as_str().to_owned())))
-            .collect();
-        sql.push(&format!(" AND t.status IN ({})", list.join(", ")));
-    }
-    if !q.task_types.is_empty() {
-        let list: Vec<String> = q
-            .task_types
-            .iter()
-            .map(|s| sql.arg(Arg::Text(s.clone())))
-            .collect();
-        sql.push(&format!(" AND t.task_type IN ({})", list.join(", ")));
-    }
-    if let Some(s) = &q.search {
-        let p = sql.arg(Arg::Text(s.clone()));
-        let hits: Vec<String> = ["t.task_id", "t.task_type", "t.status"]
-            .iter()
-            .map(|col| contains_expr(sql.d, &format!("lower({col})"), &p))
-            .collect();
-        sql.push(&format!(" AND ({})", hits.join(" OR ")));
-    }
-    if let Some(f) = &q.filter {
-        sql.push(" AND ");
-        let e = expr(sql, f);
-        sql.push(&e);
-    }
-}
-
-fn expr(sql: &mut Sql, e: &Expr) -> String {
+/// The condition `e`, its values added to `sql` as arguments.
+pub(crate) fn expr(sql: &mut Sql, e: &Expr) -> String {
     match e {
         Expr::All(items) | Expr::Any(items) => {
             let all = matches!(e, Expr::All(_));
@@ -284,7 +93,7 @@ fn compare_op(op: Op) -> &'static str {
     }
 }
 
-fn contains_expr(d: Dialect, hay: &str, needle: &str) -> String {
+pub(crate) fn contains_expr(d: Dialect, hay: &str, needle: &str) -> String {
     match d {
         Dialect::Sqlite => format!("instr({hay}, {needle}) > 0"),
         Dialect::Postgres => format!("strpos({hay}, {needle}) > 0"),

@@ -1,0 +1,182 @@
+//! The production durable tier: PostgreSQL under the SQL core.
+//!
+//! Typed columns for everything that is listed, filtered or sorted, JSONB for the document's
+//! free-form parts (`inputs`, `outputs`, `additional_data`), indexes for every tenant listing
+//! (see the migration). What PostgreSQL does beyond the core's plain statements lives in rooms
+//! of its own: `connect.rs` (settings, schema, pools), `errors.rs` (classification and the
+//! one retry policy), `driver.rs` (its value types), `group.rs` and `grouped.rs` (concurrent
+//! compare-and-set writes and reads by key run as one statement per group), `listen.rs`
+//! (other instances' writes, heard through `LISTEN`).
+
+mod connect;
+mod driver;
+mod errors;
+mod group;
+mod grouped;
+mod listen;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::PgRow;
+use sqlx::{PgPool, Postgres};
+use taskward_model::list::ListQuery;
+use taskward_model::{Task, TaskId, Tenant};
+use tokio_util::sync::CancellationToken;
+
+pub use connect::PostgresOptions;
+
+use super::sql::{
+    list, Arg, Backend, Dialect, Driver, Lock, Migration, RowView, Sql, SqlDurable, Tx,
+};
+use super::WriteId;
+use crate::changes::Changes;
+use crate::StoreError;
+use errors::{classify, retrying};
+use group::Groups;
+use grouped::{CommitGroup, Read, ReadGroup, Replace};
+
+/// Migrations in order; applied ones are recorded in `schema_migrations`.
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        sql: include_str!("../../../migrations/postgres/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        sql: include_str!("../../../migrations/postgres/0002_write_ids.sql"),
+    },
+];
+
+/// Arbitrary, fixed key of the advisory lock that serialises migrations.
+const MIGRATION_LOCK: i64 = 0x7461_736b_7761_7264; // "taskward"
+
+/// Group-commit workers: enough that a commit is always being prepared while another flushes.
+const COMMITTERS: u32 = 4;
+
+/// Group-read workers, likewise for reads of one task by key.
+const READERS: u32 = 4;
+
+/// The durable tier on PostgreSQL.
+pub type PostgresDurable = SqlDurable<PgBackend>;
+
+/// PostgreSQL under the SQL core: pools, grouped reads and writes, `LISTEN`.
+#[derive(Debug)]
+pub struct PgBackend {
+    pool: PgPool,
+    listen: PgPool,
+    channel: Arc<str>,
+    commits: Groups<CommitGroup>,
+    reads: Groups<ReadGroup>,
+}
+
+impl SqlDurable<PgBackend> {
+    /// Connects, creates the schema if asked, applies migrations and starts the group workers
+    /// (stopped by [`crate::DurableTier::close`]).
+    pub async fn open(opts: &PostgresOptions) -> Result<Self, StoreError> {
+        let pools = connect::connect(opts, COMMITTERS, READERS).await?;
+        let limit = opts.timeout + Duration::from_secs(1);
+        let commit = CommitGroup {
+            channel: pools.channel.clone(),
+        };
+        let backend = PgBackend {
+            commits: Groups::start(commit, pools.committers, COMMITTERS as usize, limit),
+            reads: Groups::start(ReadGroup, pools.readers, READERS as usize, limit),
+            pool: pools.request,
+            listen: pools.listen,
+            channel: pools.channel,
+        };
+        SqlDurable::over(backend, MIGRATIONS).await
+    }
+
+    /// The plan PostgreSQL chooses for a listing (`EXPLAIN` text), for operators and tests.
+    pub async fn explain_list(&self, tenant: &Tenant, q: &ListQuery) -> Result<String, StoreError> {
+        let mut select = list::select(Dialect::Postgres, tenant, q);
+        select.text = format!("EXPLAIN {}", select.text).into();
+        let rows = self.backend().fetch(&select).await?;
+        let lines = rows
+            .iter()
+            .map(|r| r.text(0))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(lines.join("\n"))
+    }
+
+    /// The request pool, for tests that inspect stored rows.
+    pub fn pool(&self) -> &PgPool {
+        &self.backend().pool
+    }
+}
+
+impl PgBackend {
+    /// Retries on stale connections: each fails once, so at most the pool's size of them.
+    fn retries(&self) -> u32 {
+        self.pool.options().get_max_connections()
+    }
+}
+
+#[async_trait]
+impl Backend for PgBackend {
+    type Db = Postgres;
+
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn execute(&self, sql: &Sql) -> Result<u64, StoreError> {
+        retrying(self.retries(), || Postgres::execute_pool(&self.pool, sql)).await
+    }
+
+    async fn fetch(&self, sql: &Sql) -> Result<Vec<PgRow>, StoreError> {
+        retrying(self.retries(), || Postgres::fetch_pool(&self.pool, sql)).await
+    }
+
+    async fn begin(&self, lock: Lock) -> Result<Tx<Postgres>, StoreError> {
+        let mut tx = retrying(self.retries(), || async {
+            self.pool.begin().await.map(Tx).map_err(classify)
+        })
+        .await?;
+        if lock == Lock::Migrations {
+            let mut sql = Sql::new(Dialect::Postgres, "SELECT pg_advisory_xact_lock(");
+            let key = sql.arg(Arg::Int(MIGRATION_LOCK));
+            sql.push(&key).push(")");
+            tx.fetch(&sql).await?;
+        }
+        Ok(tx)
+    }
+
+    async fn get_task(&self, tenant: &Tenant, id: &TaskId) -> Result<Option<Task>, StoreError> {
+        self.reads
+            .submit(Read {
+                tenant: tenant.clone(),
+                id: id.clone(),
+            })
+            .await
+    }
+
+    async fn replace_task(
+        &self,
+        tenant: &Tenant,
+        task: &Task,
+        expected: u64,
+        write: WriteId,
+    ) -> Result<bool, StoreError> {
+        self.commits
+            .submit(Replace {
+                tenant: tenant.clone(),
+                task: task.clone(),
+                expected,
+                write,
+            })
+            .await
+    }
+
+    async fn forward_changes(&self, changes: Arc<Changes>, stop: CancellationToken) {
+        listen::forward(&self.listen, &self.channel, changes, stop).await;
+    }
+
+    async fn close(&self) {
+        self.commits.close().await;
+        self.reads.close().await;
+    }
+}

@@ -1,0 +1,160 @@
+//! What the SQL core asks of a database driver: run a statement, fetch rows, hold a
+//! transaction, read typed values out of a row.
+//!
+//! The core is written once against [`Driver`]; SQLite and PostgreSQL implement it (the
+//! statement plumbing by one macro, so it exists once in the source too). sqlx's own generic
+//! executor bounds do not survive being passed through generic code, so the driver takes the
+//! concrete pool or connection and the core never names an executor.
+
+use std::future::Future;
+
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use sqlx::{Database, Pool};
+
+use super::text::{Dialect, Sql};
+use crate::StoreError;
+
+/// A sqlx database the SQL core runs on.
+pub(crate) trait Driver: Database<Row: RowView> {
+    const DIALECT: Dialect;
+
+    /// Driver errors: what a retry later could cure is `Unavailable` (503); the rest, the
+    /// back-end decides.
+    fn error(e: sqlx::Error) -> StoreError;
+
+    fn execute_pool<'a>(
+        pool: &'a Pool<Self>,
+        sql: &'a Sql,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send + 'a;
+
+    fn fetch_pool<'a>(
+        pool: &'a Pool<Self>,
+        sql: &'a Sql,
+    ) -> impl Future<Output = Result<Vec<Self::Row>, StoreError>> + Send + 'a;
+
+    fn execute_conn<'a>(
+        conn: &'a mut Self::Connection,
+        sql: &'a Sql,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send + 'a;
+
+    fn fetch_conn<'a>(
+        conn: &'a mut Self::Connection,
+        sql: &'a Sql,
+    ) -> impl Future<Output = Result<Vec<Self::Row>, StoreError>> + Send + 'a;
+
+    /// Runs SQL text with no arguments, several statements allowed (migrations).
+    fn script<'a>(
+        conn: &'a mut Self::Connection,
+        text: &'a str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send + 'a;
+}
+
+/// Implements the statement plumbing of [`Driver`] for a sqlx database whose arguments are
+/// bound by `$bind` and whose query results report `rows_affected`.
+macro_rules! driver_plumbing {
+    ($db:ty, $bind:path) => {
+        fn execute_pool<'a>(
+            pool: &'a sqlx::Pool<$db>,
+            sql: &'a $crate::durable::sql::Sql,
+        ) -> impl std::future::Future<Output = Result<u64, $crate::StoreError>> + Send + 'a {
+            async move {
+                $bind(sql)
+                    .execute(pool)
+                    .await
+                    .map(|done| done.rows_affected())
+                    .map_err(<$db as $crate::durable::sql::Driver>::error)
+            }
+        }
+
+        fn fetch_pool<'a>(
+            pool: &'a sqlx::Pool<$db>,
+            sql: &'a $crate::durable::sql::Sql,
+        ) -> impl std::future::Future<
+            Output = Result<Vec<<$db as sqlx::Database>::Row>, $crate::StoreError>,
+        > + Send
+               + 'a {
+            async move {
+                $bind(sql)
+                    .fetch_all(pool)
+                    .await
+                    .map_err(<$db as $crate::durable::sql::Driver>::error)
+            }
+        }
+
+        fn execute_conn<'a>(
+            conn: &'a mut <$db as sqlx::Database>::Connection,
+            sql: &'a $crate::durable::sql::Sql,
+        ) -> impl std::future::Future<Output = Result<u64, $crate::StoreError>> + Send + 'a {
+            async move {
+                $bind(sql)
+                    .execute(conn)
+                    .await
+                    .map(|done| done.rows_affected())
+                    .map_err(<$db as $crate::durable::sql::Driver>::error)
+            }
+        }
+
+        fn fetch_conn<'a>(
+            conn: &'a mut <$db as sqlx::Database>::Connection,
+            sql: &'a $crate::durable::sql::Sql,
+        ) -> impl std::future::Future<
+            Output = Result<Vec<<$db as sqlx::Database>::Row>, $crate::StoreError>,
+        > + Send
+               + 'a {
+            async move {
+                $bind(sql)
+                    .fetch_all(conn)
+                    .await
+                    .map_err(<$db as $crate::durable::sql::Driver>::error)
+            }
+        }
+
+        fn script<'a>(
+            conn: &'a mut <$db as sqlx::Database>::Connection,
+            text: &'a str,
+        ) -> impl std::future::Future<Output = Result<(), $crate::StoreError>> + Send + 'a {
+            async move {
+                sqlx::Executor::execute(conn, sqlx::raw_sql(text))
+                    .await
+                    .map(drop)
+                    .map_err(<$db as $crate::durable::sql::Driver>::error)
+            }
+        }
+    };
+}
+pub(crate) use driver_plumbing;
+
+/// Typed values out of a row, decoded by the back-end that knows how each is stored.
+pub(crate) trait RowView {
+    fn text(&self, i: usize) -> Result<String, StoreError>;
+    fn opt_text(&self, i: usize) -> Result<Option<String>, StoreError>;
+    fn int(&self, i: usize) -> Result<i64, StoreError>;
+    fn opt_int(&self, i: usize) -> Result<Option<i64>, StoreError>;
+    fn time(&self, i: usize) -> Result<DateTime<Utc>, StoreError>;
+    fn opt_time(&self, i: usize) -> Result<Option<DateTime<Utc>>, StoreError>;
+    /// A stored JSON document.
+    fn doc<T: DeserializeOwned>(&self, i: usize) -> Result<Option<T>, StoreError>;
+}
+
+/// A transaction; dropped without [`Tx::commit`], it rolls back.
+#[derive(Debug)]
+pub(crate) struct Tx<DB: Database>(pub(crate) sqlx::Transaction<'static, DB>);
+
+impl<DB: Driver> Tx<DB> {
+    pub(crate) async fn execute(&mut self, sql: &Sql) -> Result<u64, StoreError> {
+        DB::execute_conn(&mut *self.0, sql).await
+    }
+
+    pub(crate) async fn fetch(&mut self, sql: &Sql) -> Result<Vec<DB::Row>, StoreError> {
+        DB::fetch_conn(&mut *self.0, sql).await
+    }
+
+    pub(crate) async fn script(&mut self, text: &str) -> Result<(), StoreError> {
+        DB::script(&mut *self.0, text).await
+    }
+
+    pub(crate) async fn commit(self) -> Result<(), StoreError> {
+        self.0.commit().await.map_err(DB::error)
+    }
+}

@@ -1,0 +1,126 @@
+//! Compiles a validated [`ListQuery`] into SQL for SQLite or PostgreSQL: the tenant,
+//! selectors, search, keyset, order and page. Filter trees are compiled by `filter.rs`.
+//!
+//! One compiler, two dialects: the structure of a listing is the same; only fragments differ
+//! (JSON functions, type names, placeholders). Every value a client sent (filter values, JSON
+//! paths, search text, cursor positions) is an [`Arg`], never SQL text.
+
+use chrono::{DateTime, TimeZone, Utc};
+use taskward_model::list::{CursorValue, ListQuery, SortField};
+use taskward_model::{time, Tenant};
+
+use super::codec::TASK_COLUMNS;
+use super::filter::{contains_expr, expr};
+use super::text::{Arg, Dialect, Sql};
+
+/// Where missing `started_at`/`finished_at` sort in PostgreSQL: before every real time, as the
+/// empty string does in SQLite (and in cursors).
+const PG_NO_TIME: &str = "'0001-01-01 00:00:00+00'::timestamptz";
+
+pub(crate) fn pg_no_time() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(1, 1, 1, 0, 0, 0)
+        .single()
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+/// `SELECT … WHERE … ORDER BY … LIMIT limit+1 OFFSET …`: one row more than the page, to learn
+/// whether another page follows.
+pub(crate) fn select(d: Dialect, tenant: &Tenant, q: &ListQuery) -> Sql {
+    let mut sql = Sql::new(d, format!("SELECT {TASK_COLUMNS} FROM tasks t"));
+    push_where(&mut sql, tenant, q);
+    let key = sort_expr(d, q.sort.field);
+    if let Some(c) = &q.after {
+        let value = match (&c.value, d, c.field) {
+            (CursorValue::Int(i), _, _) => Arg::Int(*i),
+            (CursorValue::Text(s), Dialect::Postgres, f) if is_time(f) => {
+                Arg::Time(if s.is_empty() {
+                    pg_no_time()
+                } else {
+                    time::parse(s).unwrap_or_else(pg_no_time)
+                })
+            }
+            (CursorValue::Text(s), _, _) => Arg::Text(s.clone()),
+        };
+        let v = sql.arg(value);
+        let id = sql.arg(Arg::Text(c.task_id.clone()));
+        let cmp = if q.sort.desc { "<" } else { ">" };
+        sql.push(&format!(" AND ({key}, t.task_id) {cmp} ({v}, {id})"));
+    }
+    let dir = if q.sort.desc { "DESC" } else { "ASC" };
+    sql.push(&format!(" ORDER BY {key} {dir}, t.task_id {dir}"));
+    let limit = sql.arg(Arg::Int(i64::from(q.limit) + 1));
+    let offset = sql.arg(Arg::Int(i64::try_from(q.offset).unwrap_or(i64::MAX)));
+    sql.push(&format!(" LIMIT {limit} OFFSET {offset}"));
+    sql
+}
+
+/// `SELECT COUNT(*)` over the same rows, ignoring paging.
+pub(crate) fn count(d: Dialect, tenant: &Tenant, q: &ListQuery) -> Sql {
+    let mut sql = Sql::new(d, "SELECT COUNT(*) FROM tasks t");
+    push_where(&mut sql, tenant, q);
+    sql
+}
+
+fn is_time(f: SortField) -> bool {
+    matches!(
+        f,
+        SortField::CreatedAt | SortField::UpdatedAt | SortField::StartedAt | SortField::FinishedAt
+    )
+}
+
+/// The ORDER BY expression; the model's `SortField::key_of` builds cursors to match.
+fn sort_expr(d: Dialect, f: SortField) -> String {
+    let nullable_time = |col: &str| match d {
+        Dialect::Sqlite => format!("COALESCE({col}, '')"),
+        Dialect::Postgres => format!("COALESCE({col}, {PG_NO_TIME})"),
+    };
+    match f {
+        SortField::CreatedAt => "t.created_at".into(),
+        SortField::UpdatedAt => "t.updated_at".into(),
+        SortField::StartedAt => nullable_time("t.started_at"),
+        SortField::FinishedAt => nullable_time("t.finished_at"),
+        SortField::TaskId => "t.task_id".into(),
+        SortField::TaskType => "t.task_type".into(),
+        SortField::Status => "t.status".into(),
+        SortField::Version => "t.version".into(),
+    }
+}
+
+fn push_where(sql: &mut Sql, tenant: &Tenant, q: &ListQuery) {
+    let org = sql.arg(Arg::Text(tenant.org.as_str().to_owned()));
+    let mode = sql.arg(Arg::Text(tenant.mode.as_str().to_owned()));
+    sql.push(&format!(" WHERE t.org = {org} AND t.mode = {mode}"));
+    if q.active_only {
+        let t = sql.bool_lit(true);
+        sql.push(&format!(" AND t.active = {t}"));
+    }
+    if !q.statuses.is_empty() {
+        let list: Vec<String> = q
+            .statuses
+            .iter()
+            .map(|s| sql.arg(Arg::Text(s.as_str().to_owned())))
+            .collect();
+        sql.push(&format!(" AND t.status IN ({})", list.join(", ")));
+    }
+    if !q.task_types.is_empty() {
+        let list: Vec<String> = q
+            .task_types
+            .iter()
+            .map(|s| sql.arg(Arg::Text(s.clone())))
+            .collect();
+        sql.push(&format!(" AND t.task_type IN ({})", list.join(", ")));
+    }
+    if let Some(s) = &q.search {
+        let p = sql.arg(Arg::Text(s.clone()));
+        let hits: Vec<String> = ["t.task_id", "t.task_type", "t.status"]
+            .iter()
+            .map(|col| contains_expr(sql.d, &format!("lower({col})"), &p))
+            .collect();
+        sql.push(&format!(" AND ({})", hits.join(" OR ")));
+    }
+    if let Some(f) = &q.filter {
+        sql.push(" AND ");
+        let e = expr(sql, f);
+        sql.push(&e);
+    }
+}

@@ -1,0 +1,305 @@
+//! The SQL core: the durable tier written once for SQLite and PostgreSQL.
+//!
+//! [`SqlDurable`] implements [`DurableTier`] and [`KeyStore`] over a [`Backend`]: the
+//! statements (`statements.rs`), row codecs (`codec.rs`), listings (`list.rs`, `filter.rs`)
+//! and migrations (`migrate.rs`) exist once. A back-end supplies only what really differs:
+//! how it connects and pools, how its driver stores values ([`RowView`], [`Driver`]), and
+//! what it does better than a plain statement (PostgreSQL groups reads and compare-and-set
+//! writes, and relays other instances' changes).
+
+mod codec;
+mod driver;
+mod filter;
+pub(crate) mod list;
+mod migrate;
+mod statements;
+mod text;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::Database;
+use taskward_model::list::{ListPage, ListQuery};
+use taskward_model::{KeyRecord, Task, TaskId, Tenant};
+use tokio_util::sync::CancellationToken;
+
+pub(crate) use codec::{doc, stored_int, task_of, TASK_COLUMNS, TASK_COLUMN_COUNT};
+pub(crate) use driver::{driver_plumbing, Driver, RowView, Tx};
+pub(crate) use filter::sqlite_path;
+pub(crate) use migrate::{migrate, Migration};
+pub(crate) use text::{Arg, Dialect, Sql};
+
+use super::{DurableTier, Inserted, KeyStore, PendingInvalidation, WriteId};
+use crate::changes::Changes;
+use crate::StoreError;
+
+/// Which lock a transaction takes when it begins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lock {
+    /// The database's ordinary write locking.
+    Plain,
+    /// Exclusive against other migrating processes.
+    Migrations,
+}
+
+/// What a database back-end supplies to the SQL core.
+#[async_trait]
+pub(crate) trait Backend: Send + Sync + std::fmt::Debug + 'static {
+    type Db: Driver;
+
+    /// Short name for logs and /readyz.
+    fn name(&self) -> &'static str;
+
+    /// A statement that writes; how many rows it changed.
+    async fn execute(&self, sql: &Sql) -> Result<u64, StoreError>;
+
+    /// A query.
+    async fn fetch(&self, sql: &Sql) -> Result<Vec<<Self::Db as Database>::Row>, StoreError>;
+
+    /// A transaction (rolled back unless committed).
+    async fn begin(&self, lock: Lock) -> Result<Tx<Self::Db>, StoreError>;
+
+    /// One task by key. PostgreSQL answers concurrent reads in groups.
+    async fn get_task(&self, tenant: &Tenant, id: &TaskId) -> Result<Option<Task>, StoreError> {
+        let rows = self
+            .fetch(&statements::get_task(Self::Db::DIALECT, tenant, id))
+            .await?;
+        rows.first().map(task_of).transpose()
+    }
+
+    /// Compare-and-set of a whole task (see [`DurableTier::replace`]). PostgreSQL commits
+    /// concurrent writes in groups.
+    async fn replace_task(
+        &self,
+        tenant: &Tenant,
+        task: &Task,
+        expected: u64,
+        write: WriteId,
+    ) -> Result<bool, StoreError> {
+        let sql = statements::replace_task(Self::Db::DIALECT, tenant, task, expected, write)?;
+        Ok(self.execute(&sql).await? == 1)
+    }
+
+    /// See [`DurableTier::forward_changes`].
+    async fn forward_changes(&self, changes: Arc<Changes>, stop: CancellationToken) {
+        let _ = (changes, stop);
+    }
+
+    /// See [`DurableTier::close`].
+    async fn close(&self) {}
+}
+
+/// The durable tier on a SQL database: [`super::SqliteDurable`] or [`super::PostgresDurable`].
+#[derive(Debug)]
+pub struct SqlDurable<B> {
+    backend: Arc<B>,
+}
+
+impl<B> Clone for SqlDurable<B> {
+    fn clone(&self) -> Self {
+        SqlDurable {
+            backend: self.backend.clone(),
+        }
+    }
+}
+
+// The bound names a crate-private trait on purpose: the back-ends are this crate's own (a sealed
+// set), and these methods are crate-private too.
+#[allow(private_bounds)]
+impl<B: Backend> SqlDurable<B> {
+    /// Applies the back-end's migrations, then serves over it.
+    pub(crate) async fn over(backend: B, migrations: &[Migration]) -> Result<Self, StoreError> {
+        migrate(backend.begin(Lock::Migrations).await?, migrations).await?;
+        Ok(SqlDurable {
+            backend: Arc::new(backend),
+        })
+    }
+
+    pub(crate) fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    fn dialect(&self) -> Dialect {
+        B::Db::DIALECT
+    }
+}
+
+#[async_trait]
+impl<B: Backend> DurableTier for SqlDurable<B> {
+    fn name(&self) -> &'static str {
+        self.backend.name()
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.backend
+            .fetch(&Sql::new(self.dialect(), "SELECT 1"))
+            .await
+            .map(drop)
+    }
+
+    async fn get(&self, tenant: &Tenant, id: &TaskId) -> Result<Option<Task>, StoreError> {
+        self.backend.get_task(tenant, id).await
+    }
+
+    async fn insert(
+        &self,
+        tenant: &Tenant,
+        task: &Task,
+        digest: &str,
+        write: WriteId,
+    ) -> Result<Inserted, StoreError> {
+        let d = self.dialect();
+        let insert = statements::insert_task(d, tenant, task, digest, write)?;
+        // Twice at most: the task that took the id may be deleted (retention) before we read it.
+        for _ in 0..2 {
+            if self.backend.execute(&insert).await? == 1 {
+                return Ok(Inserted::Created);
+            }
+            let rows = self
+                .backend
+                .fetch(&statements::existing_task(d, tenant, &task.task_id))
+                .await?;
+            let Some(row) = rows.first() else { continue };
+            // Our own insert, run again after its connection died before it answered.
+            if row.opt_int(TASK_COLUMN_COUNT + 1)? == Some(write.0) {
+                return Ok(Inserted::Created);
+            }
+            return Ok(Inserted::Exists {
+                task: Box::new(task_of(row)?),
+                digest: row.text(TASK_COLUMN_COUNT)?,
+            });
+        }
+        Err(StoreError::Contention)
+    }
+
+    async fn replace(
+        &self,
+        tenant: &Tenant,
+        task: &Task,
+        expected: u64,
+        write: WriteId,
+    ) -> Result<bool, StoreError> {
+        self.backend
+            .replace_task(tenant, task, expected, write)
+            .await
+    }
+
+    async fn list(&self, tenant: &Tenant, q: &ListQuery) -> Result<ListPage, StoreError> {
+        let d = self.dialect();
+        let rows = self.backend.fetch(&list::select(d, tenant, q)).await?;
+        let limit = q.limit as usize;
+        let tasks = rows
+            .iter()
+            .take(limit)
+            .map(task_of)
+            .collect::<Result<Vec<_>, _>>()?;
+        let total = if q.include_total {
+            let rows = self.backend.fetch(&list::count(d, tenant, q)).await?;
+            let n = rows
+                .first()
+                .ok_or_else(|| StoreError::internal("COUNT(*) returned no row"))?
+                .int(0)?;
+            Some(u64::try_from(n).map_err(StoreError::internal)?)
+        } else {
+            None
+        };
+        Ok(ListPage {
+            tasks,
+            has_more: rows.len() > limit,
+            total,
+        })
+    }
+
+    async fn add_pending_invalidation(&self, p: &PendingInvalidation) -> Result<(), StoreError> {
+        self.backend
+            .execute(&statements::add_pending(self.dialect(), p))
+            .await
+            .map(drop)
+    }
+
+    async fn pending_invalidations(
+        &self,
+        limit: u32,
+    ) -> Result<Vec<PendingInvalidation>, StoreError> {
+        let rows = self
+            .backend
+            .fetch(&statements::list_pending(self.dialect(), limit))
+            .await?;
+        rows.iter().map(codec::pending_of).collect()
+    }
+
+    async fn clear_pending_invalidation(&self, p: &PendingInvalidation) -> Result<(), StoreError> {
+        self.backend
+            .execute(&statements::clear_pending(self.dialect(), p))
+            .await
+            .map(drop)
+    }
+
+    async fn delete_finished_before(
+        &self,
+        cutoff: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
+        self.backend
+            .execute(&statements::delete_finished(self.dialect(), cutoff, limit))
+            .await
+    }
+
+    async fn forward_changes(&self, changes: Arc<Changes>, stop: CancellationToken) {
+        self.backend.forward_changes(changes, stop).await;
+    }
+
+    async fn close(&self) {
+        self.backend.close().await;
+    }
+}
+
+#[async_trait]
+impl<B: Backend> KeyStore for SqlDurable<B> {
+    async fn insert_key(&self, key: &KeyRecord, hash: &str) -> Result<(), StoreError> {
+        self.backend
+            .execute(&statements::insert_key(self.dialect(), key, hash))
+            .await
+            .map(drop)
+    }
+
+    async fn insert_first_key(&self, key: &KeyRecord, hash: &str) -> Result<bool, StoreError> {
+        let d = self.dialect();
+        let mut tx = self.backend.begin(Lock::Plain).await?;
+        if tx
+            .execute(&statements::mark_first_key(d, key.created_at))
+            .await?
+            == 0
+        {
+            return Ok(false);
+        }
+        tx.execute(&statements::insert_key(d, key, hash)).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn find_key(&self, hash: &str) -> Result<Option<KeyRecord>, StoreError> {
+        let rows = self
+            .backend
+            .fetch(&statements::find_key(self.dialect(), hash))
+            .await?;
+        rows.first().map(codec::key_of).transpose()
+    }
+
+    async fn list_keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        let rows = self
+            .backend
+            .fetch(&statements::list_keys(self.dialect()))
+            .await?;
+        rows.iter().map(codec::key_of).collect()
+    }
+
+    async fn revoke_key(&self, key_id: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        let n = self
+            .backend
+            .execute(&statements::revoke_key(self.dialect(), key_id, at))
+            .await?;
+        Ok(n == 1)
+    }
+}
