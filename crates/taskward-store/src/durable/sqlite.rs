@@ -18,12 +18,12 @@ use sqlx::sqlite::{
     SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite, SqlitePool};
+use sqlx::{Sqlite, SqlitePool};
 use taskward_model::time;
 
 use super::sql::{
-    driver_plumbing, sqlite_path, Arg, Backend, Dialect, Driver, Lock, Migration, RowView, Sql,
-    SqlDurable, Tx,
+    impl_driver, row_view_plain_columns, sqlite_path, Arg, Backend, Dialect, Lock, Migration,
+    RowView, Sql, SqlDurable, Tx,
 };
 use crate::StoreError;
 
@@ -183,40 +183,14 @@ fn bind(sql: &Sql) -> sqlx::query::Query<'_, Sqlite, SqliteArguments<'_>> {
         })
 }
 
-impl Driver for Sqlite {
-    const DIALECT: Dialect = Dialect::Sqlite;
-
-    fn error(e: sqlx::Error) -> StoreError {
-        error(e)
-    }
-
-    driver_plumbing!(Sqlite, bind);
-}
-
-fn decoded<T>(r: Result<T, sqlx::Error>) -> Result<T, StoreError> {
-    r.map_err(StoreError::internal)
-}
+impl_driver!(Sqlite, Dialect::Sqlite, bind, error);
 
 fn parse_time(s: &str) -> Result<DateTime<Utc>, StoreError> {
     time::parse(s).ok_or_else(|| StoreError::internal(format!("bad stored timestamp {s:?}")))
 }
 
 impl RowView for SqliteRow {
-    fn text(&self, i: usize) -> Result<String, StoreError> {
-        decoded(self.try_get(i))
-    }
-
-    fn opt_text(&self, i: usize) -> Result<Option<String>, StoreError> {
-        decoded(self.try_get(i))
-    }
-
-    fn int(&self, i: usize) -> Result<i64, StoreError> {
-        decoded(self.try_get(i))
-    }
-
-    fn opt_int(&self, i: usize) -> Result<Option<i64>, StoreError> {
-        decoded(self.try_get(i))
-    }
+    row_view_plain_columns!();
 
     fn time(&self, i: usize) -> Result<DateTime<Utc>, StoreError> {
         parse_time(&self.text(i)?)
@@ -242,12 +216,12 @@ impl Backend for SqliteBackend {
         "sqlite"
     }
 
-    async fn execute(&self, sql: &Sql) -> Result<u64, StoreError> {
-        Sqlite::execute_pool(&self.writer, sql).await
+    fn writer(&self) -> &SqlitePool {
+        &self.writer
     }
 
-    async fn fetch(&self, sql: &Sql) -> Result<Vec<SqliteRow>, StoreError> {
-        Sqlite::fetch_pool(&self.reader, sql).await
+    fn reader(&self) -> &SqlitePool {
+        &self.reader
     }
 
     async fn begin(&self, lock: Lock) -> Result<Tx<Sqlite>, StoreError> {

@@ -362,3 +362,61 @@ async fn postgres_serves_tenant_listings_from_indexes() {
         assert!(plan.contains("Index"), "{what}:\n{plan}");
     }
 }
+
+#[tokio::test]
+async fn a_write_run_again_after_it_landed_recognises_itself() {
+    // A statement whose connection died after it committed is run again: it must find its own
+    // write (by its write id), not take it for another writer's.
+    for (name, d) in durables().await {
+        let t = task("w1", 1);
+        let create = WriteId::new();
+        assert!(
+            matches!(
+                d.tier.insert(&acme(), &t, "d", create).await.unwrap(),
+                Inserted::Created
+            ),
+            "{name}"
+        );
+        assert!(
+            matches!(
+                d.tier.insert(&acme(), &t, "d", create).await.unwrap(),
+                Inserted::Created
+            ),
+            "{name}: the same insert again is its own"
+        );
+        assert!(
+            matches!(
+                d.tier
+                    .insert(&acme(), &t, "d", WriteId::new())
+                    .await
+                    .unwrap(),
+                Inserted::Exists { .. }
+            ),
+            "{name}: another create of the id is not"
+        );
+        let mut next = t.clone();
+        next.version = 2;
+        next.status = TaskStatus::Processing;
+        let write = WriteId::new();
+        assert!(
+            d.tier.replace(&acme(), &next, 1, write).await.unwrap(),
+            "{name}"
+        );
+        assert!(
+            d.tier.replace(&acme(), &next, 1, write).await.unwrap(),
+            "{name}: the same write again finds its own commit"
+        );
+        assert!(
+            !d.tier
+                .replace(&acme(), &next, 1, WriteId::new())
+                .await
+                .unwrap(),
+            "{name}: another write from version 1 loses"
+        );
+        assert_eq!(
+            d.tier.get(&acme(), &id("w1")).await.unwrap(),
+            Some(next),
+            "{name}"
+        );
+    }
+}

@@ -165,3 +165,60 @@ async fn the_same_story_on_every_pairing() {
         );
     }
 }
+
+#[tokio::test]
+async fn an_instance_cut_off_from_the_hot_tier_never_leaves_another_reading_the_old_copy() {
+    // Instance A cannot reach Redis; instance B can, and has the task cached. Once A's write is
+    // acknowledged, B must not answer with the copy Redis still holds.
+    let ttl = Duration::from_secs(60);
+    let lease = Duration::from_millis(300);
+    let durable = postgres().await;
+    let hot = redis(ttl);
+    let b = TieredStore::with_lease(hot.tier.clone(), durable.tier.clone(), lease)
+        .await
+        .unwrap();
+    let mut gone = taskward_testkit::RedisServer::start();
+    gone.kill();
+    let unreachable =
+        taskward_store::RedisHot::new(&gone.url(), "unused:", ttl, Duration::from_millis(50))
+            .unwrap();
+    let a = TieredStore::with_lease(Arc::new(unreachable), durable.tier.clone(), lease)
+        .await
+        .unwrap();
+    let v1 = b
+        .create(
+            &acme(),
+            create_req(json!({"task_id": "t1", "task_type": "thumbnail"})),
+        )
+        .await
+        .unwrap()
+        .task;
+    assert_eq!(
+        b.get(&acme(), &id("t1")).await.unwrap(),
+        (v1.clone(), Source::Hot)
+    );
+    let update: UpdateTask = serde_json::from_value(json!({"status": "PROCESSING"})).unwrap();
+    let v2 = a
+        .update(&acme(), &id("t1"), &update, Some(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        hot.tier.get(&acme(), &id("t1")).await.unwrap(),
+        Some(v1),
+        "Redis still holds the old copy"
+    );
+    assert_eq!(
+        b.get(&acme(), &id("t1")).await.unwrap(),
+        (v2.clone(), Source::Durable),
+        "B reads past it"
+    );
+    // B heals the hot tier for A.
+    b.replay_pending().await.unwrap();
+    assert_eq!(hot.tier.get(&acme(), &id("t1")).await.unwrap(), None);
+    assert_eq!(b.get(&acme(), &id("t1")).await.unwrap().0, v2);
+    assert_eq!(
+        b.get(&acme(), &id("t1")).await.unwrap(),
+        (v2, Source::Hot),
+        "re-warmed"
+    );
+}

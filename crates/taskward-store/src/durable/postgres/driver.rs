@@ -8,7 +8,7 @@ use sqlx::types::Json;
 use sqlx::{Postgres, Row};
 
 use super::errors::classify;
-use crate::durable::sql::{driver_plumbing, Arg, Dialect, Driver, RowView, Sql};
+use crate::durable::sql::{impl_driver, row_view_plain_columns, Arg, Dialect, RowView, Sql};
 use crate::StoreError;
 
 /// Binds a statement's arguments with PostgreSQL's types.
@@ -29,36 +29,14 @@ pub(super) fn bind(sql: &Sql) -> sqlx::query::Query<'_, Postgres, PgArguments> {
         })
 }
 
-impl Driver for Postgres {
-    const DIALECT: Dialect = Dialect::Postgres;
-
-    fn error(e: sqlx::Error) -> StoreError {
-        classify(e)
-    }
-
-    driver_plumbing!(Postgres, bind);
-}
+impl_driver!(Postgres, Dialect::Postgres, bind, classify);
 
 fn decoded<T>(r: Result<T, sqlx::Error>) -> Result<T, StoreError> {
     r.map_err(StoreError::internal)
 }
 
 impl RowView for PgRow {
-    fn text(&self, i: usize) -> Result<String, StoreError> {
-        decoded(self.try_get(i))
-    }
-
-    fn opt_text(&self, i: usize) -> Result<Option<String>, StoreError> {
-        decoded(self.try_get(i))
-    }
-
-    fn int(&self, i: usize) -> Result<i64, StoreError> {
-        decoded(self.try_get(i))
-    }
-
-    fn opt_int(&self, i: usize) -> Result<Option<i64>, StoreError> {
-        decoded(self.try_get(i))
-    }
+    row_view_plain_columns!();
 
     fn time(&self, i: usize) -> Result<DateTime<Utc>, StoreError> {
         decoded(self.try_get(i))

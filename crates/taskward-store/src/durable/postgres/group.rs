@@ -19,7 +19,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::errors::{classify, each_error, retrying, unavailable};
+use super::errors::{classify, each_error, unavailable};
+use crate::durable::sql::retrying;
 use crate::StoreError;
 
 /// Most requests in one group.

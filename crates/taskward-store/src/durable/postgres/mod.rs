@@ -19,7 +19,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Postgres};
 use taskward_model::list::ListQuery;
 use taskward_model::{Task, TaskId, Tenant};
@@ -28,12 +27,12 @@ use tokio_util::sync::CancellationToken;
 pub use connect::PostgresOptions;
 
 use super::sql::{
-    list, Arg, Backend, Dialect, Driver, Lock, Migration, RowView, Sql, SqlDurable, Tx,
+    list, retrying, Arg, Backend, Dialect, Lock, Migration, RowView, Sql, SqlDurable, Tx,
 };
 use super::WriteId;
 use crate::changes::Changes;
 use crate::StoreError;
-use errors::{classify, retrying};
+use errors::classify;
 use group::Groups;
 use grouped::{CommitGroup, Read, ReadGroup, Replace};
 
@@ -108,13 +107,6 @@ impl SqlDurable<PgBackend> {
     }
 }
 
-impl PgBackend {
-    /// Retries on stale connections: each fails once, so at most the pool's size of them.
-    fn retries(&self) -> u32 {
-        self.pool.options().get_max_connections()
-    }
-}
-
 #[async_trait]
 impl Backend for PgBackend {
     type Db = Postgres;
@@ -123,12 +115,17 @@ impl Backend for PgBackend {
         "postgres"
     }
 
-    async fn execute(&self, sql: &Sql) -> Result<u64, StoreError> {
-        retrying(self.retries(), || Postgres::execute_pool(&self.pool, sql)).await
+    fn writer(&self) -> &PgPool {
+        &self.pool
     }
 
-    async fn fetch(&self, sql: &Sql) -> Result<Vec<PgRow>, StoreError> {
-        retrying(self.retries(), || Postgres::fetch_pool(&self.pool, sql)).await
+    fn reader(&self) -> &PgPool {
+        &self.pool
+    }
+
+    // Each stale connection fails once, so at most the pool's size of retries.
+    fn retries(&self) -> u32 {
+        self.pool.options().get_max_connections()
     }
 
     async fn begin(&self, lock: Lock) -> Result<Tx<Postgres>, StoreError> {

@@ -50,80 +50,110 @@ pub(crate) trait Driver: Database<Row: RowView> {
     ) -> impl Future<Output = Result<(), StoreError>> + Send + 'a;
 }
 
-/// Implements the statement plumbing of [`Driver`] for a sqlx database whose arguments are
-/// bound by `$bind` and whose query results report `rows_affected`.
-macro_rules! driver_plumbing {
-    ($db:ty, $bind:path) => {
-        fn execute_pool<'a>(
-            pool: &'a sqlx::Pool<$db>,
-            sql: &'a $crate::durable::sql::Sql,
-        ) -> impl std::future::Future<Output = Result<u64, $crate::StoreError>> + Send + 'a {
-            async move {
-                $bind(sql)
-                    .execute(pool)
-                    .await
-                    .map(|done| done.rows_affected())
-                    .map_err(<$db as $crate::durable::sql::Driver>::error)
-            }
+/// Implements [`Driver`] for a sqlx database: `$dialect`, arguments bound by `$bind`,
+/// errors classified by `$error`. Written once here; the executor is concrete in each
+/// expansion, which is what sqlx's generic executors need.
+macro_rules! impl_driver {
+    ($db:ty, $dialect:expr, $bind:path, $error:path) => {
+        async fn execute_on<'e, E: sqlx::Executor<'e, Database = $db>>(
+            exec: E,
+            sql: &'e $crate::durable::sql::Sql,
+        ) -> Result<u64, $crate::StoreError> {
+            $bind(sql)
+                .execute(exec)
+                .await
+                .map(|done| done.rows_affected())
+                .map_err($error)
         }
 
-        fn fetch_pool<'a>(
-            pool: &'a sqlx::Pool<$db>,
-            sql: &'a $crate::durable::sql::Sql,
-        ) -> impl std::future::Future<
-            Output = Result<Vec<<$db as sqlx::Database>::Row>, $crate::StoreError>,
-        > + Send
-               + 'a {
-            async move {
-                $bind(sql)
-                    .fetch_all(pool)
-                    .await
-                    .map_err(<$db as $crate::durable::sql::Driver>::error)
-            }
+        async fn fetch_on<'e, E: sqlx::Executor<'e, Database = $db>>(
+            exec: E,
+            sql: &'e $crate::durable::sql::Sql,
+        ) -> Result<Vec<<$db as sqlx::Database>::Row>, $crate::StoreError> {
+            $bind(sql).fetch_all(exec).await.map_err($error)
         }
 
-        fn execute_conn<'a>(
-            conn: &'a mut <$db as sqlx::Database>::Connection,
-            sql: &'a $crate::durable::sql::Sql,
-        ) -> impl std::future::Future<Output = Result<u64, $crate::StoreError>> + Send + 'a {
-            async move {
-                $bind(sql)
-                    .execute(conn)
-                    .await
-                    .map(|done| done.rows_affected())
-                    .map_err(<$db as $crate::durable::sql::Driver>::error)
-            }
-        }
+        impl $crate::durable::sql::Driver for $db {
+            const DIALECT: $crate::durable::sql::Dialect = $dialect;
 
-        fn fetch_conn<'a>(
-            conn: &'a mut <$db as sqlx::Database>::Connection,
-            sql: &'a $crate::durable::sql::Sql,
-        ) -> impl std::future::Future<
-            Output = Result<Vec<<$db as sqlx::Database>::Row>, $crate::StoreError>,
-        > + Send
-               + 'a {
-            async move {
-                $bind(sql)
-                    .fetch_all(conn)
-                    .await
-                    .map_err(<$db as $crate::durable::sql::Driver>::error)
+            fn error(e: sqlx::Error) -> $crate::StoreError {
+                $error(e)
             }
-        }
 
-        fn script<'a>(
-            conn: &'a mut <$db as sqlx::Database>::Connection,
-            text: &'a str,
-        ) -> impl std::future::Future<Output = Result<(), $crate::StoreError>> + Send + 'a {
-            async move {
-                sqlx::Executor::execute(conn, sqlx::raw_sql(text))
-                    .await
-                    .map(drop)
-                    .map_err(<$db as $crate::durable::sql::Driver>::error)
+            fn execute_pool<'a>(
+                pool: &'a sqlx::Pool<$db>,
+                sql: &'a $crate::durable::sql::Sql,
+            ) -> impl std::future::Future<Output = Result<u64, $crate::StoreError>> + Send + 'a
+            {
+                execute_on(pool, sql)
+            }
+
+            fn fetch_pool<'a>(
+                pool: &'a sqlx::Pool<$db>,
+                sql: &'a $crate::durable::sql::Sql,
+            ) -> impl std::future::Future<
+                Output = Result<Vec<<$db as sqlx::Database>::Row>, $crate::StoreError>,
+            > + Send
+                   + 'a {
+                fetch_on(pool, sql)
+            }
+
+            fn execute_conn<'a>(
+                conn: &'a mut <$db as sqlx::Database>::Connection,
+                sql: &'a $crate::durable::sql::Sql,
+            ) -> impl std::future::Future<Output = Result<u64, $crate::StoreError>> + Send + 'a
+            {
+                execute_on(conn, sql)
+            }
+
+            fn fetch_conn<'a>(
+                conn: &'a mut <$db as sqlx::Database>::Connection,
+                sql: &'a $crate::durable::sql::Sql,
+            ) -> impl std::future::Future<
+                Output = Result<Vec<<$db as sqlx::Database>::Row>, $crate::StoreError>,
+            > + Send
+                   + 'a {
+                fetch_on(conn, sql)
+            }
+
+            fn script<'a>(
+                conn: &'a mut <$db as sqlx::Database>::Connection,
+                text: &'a str,
+            ) -> impl std::future::Future<Output = Result<(), $crate::StoreError>> + Send + 'a {
+                async move {
+                    sqlx::Executor::execute(conn, sqlx::raw_sql(text))
+                        .await
+                        .map(drop)
+                        .map_err($error)
+                }
             }
         }
     };
 }
-pub(crate) use driver_plumbing;
+pub(crate) use impl_driver;
+
+/// The [`RowView`] methods every driver decodes alike (text and integers), for a row type
+/// with sqlx's `try_get`.
+macro_rules! row_view_plain_columns {
+    () => {
+        fn text(&self, i: usize) -> Result<String, $crate::StoreError> {
+            sqlx::Row::try_get(self, i).map_err($crate::StoreError::internal)
+        }
+
+        fn opt_text(&self, i: usize) -> Result<Option<String>, $crate::StoreError> {
+            sqlx::Row::try_get(self, i).map_err($crate::StoreError::internal)
+        }
+
+        fn int(&self, i: usize) -> Result<i64, $crate::StoreError> {
+            sqlx::Row::try_get(self, i).map_err($crate::StoreError::internal)
+        }
+
+        fn opt_int(&self, i: usize) -> Result<Option<i64>, $crate::StoreError> {
+            sqlx::Row::try_get(self, i).map_err($crate::StoreError::internal)
+        }
+    };
+}
+pub(crate) use row_view_plain_columns;
 
 /// Typed values out of a row, decoded by the back-end that knows how each is stored.
 pub(crate) trait RowView {

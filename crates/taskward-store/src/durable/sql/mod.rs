@@ -12,6 +12,7 @@ mod driver;
 mod filter;
 pub(crate) mod list;
 mod migrate;
+mod retry;
 mod statements;
 mod text;
 
@@ -19,15 +20,16 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::Database;
+use sqlx::{Database, Pool};
 use taskward_model::list::{ListPage, ListQuery};
 use taskward_model::{KeyRecord, Task, TaskId, Tenant};
 use tokio_util::sync::CancellationToken;
 
 pub(crate) use codec::{doc, stored_int, task_of, TASK_COLUMNS, TASK_COLUMN_COUNT};
-pub(crate) use driver::{driver_plumbing, Driver, RowView, Tx};
+pub(crate) use driver::{impl_driver, row_view_plain_columns, Driver, RowView, Tx};
 pub(crate) use filter::sqlite_path;
 pub(crate) use migrate::{migrate, Migration};
+pub(crate) use retry::retrying;
 pub(crate) use text::{Arg, Dialect, Sql};
 
 use super::{DurableTier, Inserted, KeyStore, PendingInvalidation, WriteId};
@@ -51,11 +53,30 @@ pub(crate) trait Backend: Send + Sync + std::fmt::Debug + 'static {
     /// Short name for logs and /readyz.
     fn name(&self) -> &'static str;
 
+    /// The pool that writes.
+    fn writer(&self) -> &Pool<Self::Db>;
+
+    /// The pool that reads (may be the writer).
+    fn reader(&self) -> &Pool<Self::Db>;
+
+    /// How often a statement is run again after meeting a dead pooled connection (see
+    /// `retry.rs`); 0 where connections do not die.
+    fn retries(&self) -> u32 {
+        0
+    }
+
     /// A statement that writes; how many rows it changed.
-    async fn execute(&self, sql: &Sql) -> Result<u64, StoreError>;
+    async fn execute(&self, sql: &Sql) -> Result<u64, StoreError> {
+        retrying(self.retries(), || {
+            Self::Db::execute_pool(self.writer(), sql)
+        })
+        .await
+    }
 
     /// A query.
-    async fn fetch(&self, sql: &Sql) -> Result<Vec<<Self::Db as Database>::Row>, StoreError>;
+    async fn fetch(&self, sql: &Sql) -> Result<Vec<<Self::Db as Database>::Row>, StoreError> {
+        retrying(self.retries(), || Self::Db::fetch_pool(self.reader(), sql)).await
+    }
 
     /// A transaction (rolled back unless committed).
     async fn begin(&self, lock: Lock) -> Result<Tx<Self::Db>, StoreError>;
