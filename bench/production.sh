@@ -8,11 +8,14 @@
 #
 # The second form compares builds: every server-side row is measured for each binary in turn,
 # in the same round, so the machine's drift hits them alike (labelled by the binary's parent
-# directory). Without it, the script measures a fresh release build.
+# directory). Each build gets a schema, Redis prefix and key of its own (builds may differ in
+# their migrations), filled with the same rows. Without it, the script measures a fresh
+# release build.
 #
 # Needs wrk, redis-benchmark and pgbench (Debian packages wrk, redis-tools, postgresql-client)
 # and the machine's Redis (127.0.0.1:6379) and PostgreSQL (database `test`, user postgres).
-# Works in schema `taskward_bench` and Redis prefix `taskward_bench:`, removed at the end.
+# Works in schemas `taskward_bench<N>` and Redis prefixes `taskward_bench<N>:`, removed at the
+# end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
@@ -25,25 +28,32 @@ else
   cargo build --release -q -p taskward
   bins=("$PWD/target/release/taskward")
 fi
-bin=${bins[0]}
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 tmp=$(mktemp -d)
 pids=()
+drop_all() {
+  for i in "${!bins[@]}"; do
+    psql_ -c "DROP SCHEMA IF EXISTS taskward_bench$i CASCADE" 2>/dev/null || true
+    redis-cli --scan --pattern "taskward_bench$i:*" | xargs -r redis-cli del >/dev/null
+  done
+}
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
-  psql_ -c 'DROP SCHEMA IF EXISTS taskward_bench CASCADE' 2>/dev/null || true
-  clear_redis
+  drop_all
   rm -rf "$tmp"
 }
-clear_redis() { redis-cli --scan --pattern 'taskward_bench:*' | xargs -r redis-cli del >/dev/null; }
+clear_redis() { redis-cli --scan --pattern "$TASKWARD_HOT__REDIS_PREFIX*" | xargs -r redis-cli del >/dev/null; }
 trap cleanup EXIT
-psql_ -c 'DROP SCHEMA IF EXISTS taskward_bench CASCADE'
+drop_all
 
 export TASKWARD_DATABASE_URL=$db TASKWARD_REDIS_URL=redis://127.0.0.1:6379
-export TASKWARD_DURABLE__SCHEMA=taskward_bench TASKWARD_HOT__REDIS_PREFIX=taskward_bench:
-export TASKWARD_LOG__FILTER=warn TASKWARD_DURABLE__POOL_SIZE=32
-KEY=$($bin keys create --org bench --mode test --scopes read,write 2>/dev/null)
-export KEY TASKS=$tasks
+export TASKWARD_LOG__FILTER=warn TASKWARD_DURABLE__POOL_SIZE=32 TASKS=$tasks
+keys=()
+use() { # index: the build to run, with its schema, prefix and key
+  bin=${bins[$1]}
+  export TASKWARD_DURABLE__SCHEMA=taskward_bench$1 TASKWARD_HOT__REDIS_PREFIX=taskward_bench$1:
+  export KEY=${keys[$1]:-}
+}
 
 start() { # extra env assignments...; sets $pid
   env "$@" "$bin" serve --listen "127.0.0.1:$port" >/dev/null 2>"$tmp/server.log" &
@@ -79,19 +89,24 @@ wrk_run() { # label, extra wrk args...; prints req/s, p99 and server CPU per req
     "$(echo "($t1 - $t0) * 10000 / $n" | bc -l)" "${non2xx:-0}"
 }
 
-# Rows: created through the API's own schema (the server migrates it), filled with SQL.
-start
-psql_ -c "INSERT INTO taskward_bench.tasks (org, mode, task_id, task_type, status, active, inputs, additional_data,
-            description, created_at, updated_at, version, create_digest)
-          SELECT 'bench', 'test', 't' || i, 'api_buckets_batches_process', 'PENDING', true, '[\"batch_xyz789\"]',
-                 jsonb_build_object('batch_id', 'batch_' || i, 'bucket_id', 'bkt_products', 'job_id', 'ray_job_' || i),
-                 'Batch processing task in progress', now(), now(), 1, 'bench'
-          FROM generate_series(1, $tasks) i; ANALYZE taskward_bench.tasks"
-stop
+# Rows: created through each build's own schema (the server migrates it), filled with SQL.
+for i in "${!bins[@]}"; do
+  use "$i"
+  keys[i]=$($bin keys create --org bench --mode test --scopes read,write 2>/dev/null)
+  start
+  psql_ -c "INSERT INTO taskward_bench$i.tasks (org, mode, task_id, task_type, status, active, inputs, additional_data,
+              description, created_at, updated_at, version, create_digest)
+            SELECT 'bench', 'test', 't' || i, 'api_buckets_batches_process', 'PENDING', true, '[\"batch_xyz789\"]',
+                   jsonb_build_object('batch_id', 'batch_' || i, 'bucket_id', 'bkt_products', 'job_id', 'ray_job_' || i),
+                   'Batch processing task in progress', now(), now(), 1, 'bench'
+            FROM generate_series(1, $tasks) i; ANALYZE taskward_bench$i.tasks"
+  stop
+done
 
 echo "== reads (wrk -t2 -c64 -d${secs}s; $tasks tasks), three alternating rounds"
 for round in 1 2 3; do
-  for bin in "${bins[@]}"; do
+  for i in "${!bins[@]}"; do
+    use "$i"
     start_warm
     wrk_run "$(name "trivial endpoint (/healthz)")" "http://127.0.0.1:$port/healthz"
     wrk_run "$(name "GET served from Redis")" -s bench/lua/get_random.lua "http://127.0.0.1:$port"
@@ -103,7 +118,8 @@ done
 
 # Misses: a TTL of 0 makes every re-warm expire at once, so each GET misses Redis, reads
 # PostgreSQL and writes Redis back, as a real miss does.
-for bin in "${bins[@]}"; do
+for i in "${!bins[@]}"; do
+  use "$i"
   clear_redis
   start TASKWARD_HOT__TTL_SECS=0
   wrk_run "$(name "GET missing Redis (from PostgreSQL)")" -s bench/lua/get_random.lua "http://127.0.0.1:$port"
@@ -112,22 +128,23 @@ done
 cat >"$tmp/select.sql" <<SQL
 \set id random(1, $tasks)
 SELECT task_id, task_type, status, inputs, outputs, additional_data, description, created_at, updated_at, started_at, finished_at, version
-  FROM taskward_bench.tasks WHERE org = 'bench' AND mode = 'test' AND task_id = 't' || :id;
+  FROM taskward_bench0.tasks WHERE org = 'bench' AND mode = 'test' AND task_id = 't' || :id;
 SQL
 echo "-- pgbench primary-key select (-M prepared -c 16 -j 2 -T $secs)"
 pgbench -h 127.0.0.1 -U postgres -n -M prepared -c 16 -j 2 -T "$secs" -f "$tmp/select.sql" test 2>/dev/null | grep -E '^tps'
 
 echo "== writes"
-for bin in "${bins[@]}"; do
+for i in "${!bins[@]}"; do
+  use "$i"
   start_warm
   wrk_run "$(name "PATCH (durable, then Redis)")" -s bench/lua/patch_random.lua "http://127.0.0.1:$port"
   stop
 done
 cat >"$tmp/upsert.sql" <<SQL
 \set id random(1, $tasks)
-INSERT INTO taskward_bench.tasks (org, mode, task_id, task_type, status, active, additional_data, created_at, updated_at, version, create_digest)
+INSERT INTO taskward_bench0.tasks (org, mode, task_id, task_type, status, active, additional_data, created_at, updated_at, version, create_digest)
   VALUES ('bench', 'test', 't' || :id, 'api_buckets_batches_process', 'PENDING', true, '{"n": 1}', now(), now(), 1, 'bench')
-  ON CONFLICT (org, mode, task_id) DO UPDATE SET additional_data = excluded.additional_data, updated_at = now(), version = taskward_bench.tasks.version + 1;
+  ON CONFLICT (org, mode, task_id) DO UPDATE SET additional_data = excluded.additional_data, updated_at = now(), version = taskward_bench0.tasks.version + 1;
 SQL
 echo "-- pgbench single-row upsert (-M prepared -c 16 -j 2 -T $secs)"
 pgbench -h 127.0.0.1 -U postgres -n -M prepared -c 16 -j 2 -T "$secs" -f "$tmp/upsert.sql" test 2>/dev/null | grep -E '^tps'
