@@ -529,3 +529,73 @@ async fn the_production_shape_prints_no_key_and_keys_work_against_postgres() {
         "the production shape wrote an embedded data dir"
     );
 }
+
+#[tokio::test]
+async fn a_data_dir_that_cannot_be_used_is_refused_with_what_to_do() {
+    let dir = TempDir::new().expect("temp dir");
+    // A file where the data directory should be.
+    std::fs::write(dir.path().join("taken"), "not a directory").expect("file");
+    let out = run(taskward(dir.path()).args(["keys", "list", "--data-dir", "taken"]));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("is not a directory") && err.contains("--data-dir"),
+        "says what is wrong and what to do: {err}"
+    );
+    assert!(!err.contains("os error"), "not a bare OS error: {err}");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("taken")).expect("file"),
+        "not a directory",
+        "left as it was"
+    );
+}
+
+#[tokio::test]
+async fn a_data_dir_or_database_the_user_cannot_write_is_refused_with_what_to_do() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    // Permissions do not bind root: as root, run the binary as `nobody`, as a service would.
+    let as_root = std::fs::metadata("/proc/self").is_ok_and(|m| {
+        use std::os::unix::fs::MetadataExt;
+        m.uid() == 0
+    });
+    let dir = TempDir::new().expect("temp dir");
+    let mode = |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m));
+    mode(dir.path(), 0o777).expect("chmod");
+    let run_as_user = |args: &[&str]| {
+        let mut cmd = taskward(dir.path());
+        cmd.args(args);
+        if as_root {
+            cmd.uid(65534).gid(65534);
+        }
+        run(&mut cmd)
+    };
+    let locked = dir.path().join("locked");
+    std::fs::create_dir(&locked).expect("dir");
+    mode(&locked, 0o555).expect("chmod");
+    let out = run_as_user(&["keys", "list", "--data-dir", locked.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("cannot write to the data directory") && err.contains("permission denied"),
+        "{err}"
+    );
+
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).expect("dir");
+    mode(&data, 0o777).expect("chmod");
+    let out = run_as_user(&["keys", "list", "--data-dir", data.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    mode(&data.join("taskward.db"), 0o444).expect("chmod");
+    let out = run_as_user(&["keys", "list", "--data-dir", data.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("is read-only") && err.contains("chmod u+w"),
+        "{err}"
+    );
+}
