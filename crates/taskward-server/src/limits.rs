@@ -19,7 +19,6 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -27,6 +26,7 @@ use http_body::{Frame, SizeHint};
 use taskward_model::ApiKey;
 use tokio::time::Instant;
 
+use crate::auth::bearer_token;
 use crate::error::ApiError;
 use crate::settings::LimitSettings;
 
@@ -158,12 +158,7 @@ impl Limits {
 /// Middleware: the rate limit, then the request deadline.
 pub async fn guard(State(state): State<Limits>, req: Request, next: Next) -> Response {
     if let Some(limiter) = &state.rate_limiter {
-        let key = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().split_once(' '))
-            .and_then(|(_, token)| ApiKey::parse(token.trim()));
+        let key = bearer_token(req.headers()).ok().and_then(ApiKey::parse);
         if let Some(key) = key {
             if let Err(wait) = limiter.check(&key.hash()) {
                 let retry_after_secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
