@@ -43,11 +43,12 @@ impl AppState {
     /// Builds the state over an opened store.
     pub fn new(settings: Settings, store: TieredStore) -> anyhow::Result<Self> {
         let task_types = TaskTypes::new(&settings.task_types)?;
+        let metrics = crate::metrics::Metrics::new(store.clone());
         Ok(AppState(Arc::new(Shared {
             store,
             keys: KeyCache::new(Duration::from_millis(settings.auth.key_cache_ttl_ms)),
             task_types,
-            metrics: crate::metrics::Metrics::new(),
+            metrics,
             settings,
         })))
     }

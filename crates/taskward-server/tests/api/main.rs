@@ -15,6 +15,7 @@ mod generated;
 mod limits;
 mod listing;
 mod long_poll;
+mod metrics;
 mod raw;
 mod security;
 mod support;
