@@ -14,6 +14,8 @@ use taskward_client::{Client, CreateTask, TaskStatus, UpdateTask};
 use taskward_testkit::{Shape, TestApp};
 use tempfile::TempDir;
 
+use crate::support::taskward;
+
 /// A server in this process (the shared harness: stopped and joined when dropped), and the
 /// client commands aimed at it.
 struct App {
@@ -37,18 +39,16 @@ impl App {
     /// `taskward ARGS` aimed at this server through `TASKWARD_URL`/`TASKWARD_API_KEY`, with
     /// no other `TASKWARD_*` or colour setting of the environment running the tests.
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_taskward"));
+        let mut cmd = taskward(self.dir.path());
         for (name, _) in std::env::vars_os() {
             let n = name.to_string_lossy();
-            if n.starts_with("TASKWARD_") || n == "NO_COLOR" || n.starts_with("CLICOLOR") {
+            if n == "NO_COLOR" || n.starts_with("CLICOLOR") {
                 cmd.env_remove(name);
             }
         }
         cmd.args(args)
             .env("TASKWARD_URL", &self.server.base)
-            .env("TASKWARD_API_KEY", &self.server.key)
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null());
+            .env("TASKWARD_API_KEY", &self.server.key);
         cmd
     }
 
