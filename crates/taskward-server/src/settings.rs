@@ -123,10 +123,10 @@ pub struct LimitSettings {
     /// Longest long-poll a client may ask for with `GET /v1/tasks/{id}?wait=<seconds>`, in
     /// seconds; longer requests are cut to it.
     pub max_wait_secs: u64,
-    /// Requests per second one API key may make on average (token bucket, per key hash);
-    /// 0 turns the limit off. Over it: 429 with `Retry-After`.
+    /// Requests per second one API key may make on average (GCRA, per key hash); 0 turns the
+    /// limit off. Over it: 429 with `Retry-After`.
     pub rate_per_sec: u32,
-    /// Requests one API key may make at once before `rate_per_sec` applies (bucket size).
+    /// Requests one API key may make at once before `rate_per_sec` applies.
     pub burst: u32,
     /// Milliseconds a request may take before it answers 503; a long-poll (`?wait=`) gets
     /// `max_wait_secs` on top.
