@@ -36,7 +36,9 @@ pub enum Shape {
 /// removed when dropped.
 #[derive(Debug)]
 pub struct Namespace {
+    /// The durable tier's schema.
     pub pg: PgSchema,
+    /// The hot tier's key prefix.
     pub redis: RedisPrefix,
 }
 
@@ -63,13 +65,17 @@ impl Namespace {
 pub struct TestApp {
     /// `http://127.0.0.1:<port>`
     pub base: String,
+    /// The address the server listens on.
     pub addr: SocketAddr,
+    /// A client the helpers below use (a test may replace it, e.g. to tune its pool).
     pub client: reqwest::Client,
     /// All scopes, organisation `acme`, test mode.
     pub key: String,
+    /// The settings the server runs with.
     pub settings: Settings,
     /// The data directory (embedded shape).
     pub dir: TempDir,
+    /// The production shape's namespace, when this instance owns it.
     pub namespace: Option<Namespace>,
     server: Option<ServerThread>,
 }

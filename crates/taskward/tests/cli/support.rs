@@ -78,6 +78,7 @@ impl Collected {
 /// A running `taskward serve`.
 pub struct Serve {
     child: Child,
+    /// Where it listens.
     pub addr: SocketAddr,
     spawned_at: Instant,
     stdout: Collected,
