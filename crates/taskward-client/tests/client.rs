@@ -9,96 +9,18 @@ use taskward_client::{
     Client, Conditional, Error, ListParams, ListTasksBody, OneOrMany, SortSpec, TaskStatus,
     UpdateTask,
 };
-use taskward_model::{CreateTask, Mode, OrgId, Scopes};
-use taskward_server::{Server, Settings};
-use tempfile::TempDir;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+use taskward_model::{CreateTask, Mode};
+use taskward_testkit::{Shape, TestApp};
 
-/// A running server; dropping it stops it, [`App::stop`] also joins it (so a panic inside the
-/// server fails the test).
-struct App {
-    base: String,
-    /// All scopes, organisation `acme`, test mode.
-    key: String,
-    settings: Settings,
-    _dir: TempDir,
-    stop: Option<oneshot::Sender<()>>,
-    handle: Option<JoinHandle<anyhow::Result<()>>>,
+/// A real server (embedded shape) on a random port; stopped and joined when dropped, so a
+/// panic inside the server fails the test.
+async fn start() -> TestApp {
+    TestApp::spawn(Shape::Embedded).await
 }
 
-impl App {
-    async fn start() -> App {
-        App::start_with(|_| {}).await
-    }
-
-    async fn start_with(tweak: impl FnOnce(&mut Settings)) -> App {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut settings = Settings {
-            listen: "127.0.0.1:0".parse().expect("addr"),
-            data_dir: dir.path().to_path_buf(),
-            ..Settings::default()
-        };
-        tweak(&mut settings);
-        let server = Server::bind(settings.clone()).await.expect("server binds");
-        let base = format!("http://{}", server.local_addr());
-        let (key, _) = server
-            .state()
-            .key_store
-            .create(OrgId::parse("acme").unwrap(), Mode::Test, Scopes::all())
-            .await
-            .expect("key");
-        let (tx, rx) = oneshot::channel::<()>();
-        let handle = tokio::spawn(server.run(async {
-            let _ = rx.await;
-        }));
-        App {
-            base,
-            key: key.expose().to_owned(),
-            settings,
-            _dir: dir,
-            stop: Some(tx),
-            handle: Some(handle),
-        }
-    }
-
-    fn client(&self) -> Client {
-        Client::new(&self.base, &self.key).expect("client")
-    }
-
-    /// A key of the same tenant with only `scopes`.
-    async fn key_with(&self, scopes: &str) -> String {
-        let store = taskward_server::open_store(&self.settings)
-            .await
-            .expect("store");
-        let (key, _) = store
-            .keys
-            .create(
-                OrgId::parse("acme").unwrap(),
-                Mode::Test,
-                Scopes::parse(scopes).unwrap(),
-            )
-            .await
-            .expect("key");
-        key.expose().to_owned()
-    }
-
-    async fn stop(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(h) = self.handle.take() {
-            h.await.expect("server task").expect("server ran cleanly");
-        }
-    }
-}
-
-impl Drop for App {
-    fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-    }
+/// The typed client with the server's all-scopes key (organisation `acme`, test mode).
+fn client(app: &TestApp) -> Client {
+    Client::new(&app.base, &app.key).expect("client")
 }
 
 fn new_task(id: &str, status: &str, extra: Value) -> CreateTask {
@@ -119,8 +41,8 @@ fn ids(tasks: &[taskward_client::TaskResponse]) -> Vec<String> {
 
 #[tokio::test]
 async fn every_endpoint_round_trips_through_the_typed_client() {
-    let app = App::start().await;
-    let c = app.client();
+    let app = start().await;
+    let c = client(&app);
     assert_eq!(c.healthz().await.unwrap()["status"], "ok");
 
     let req = new_task(
@@ -235,8 +157,8 @@ async fn every_endpoint_round_trips_through_the_typed_client() {
 
 #[tokio::test]
 async fn api_errors_are_typed_and_carry_the_error_body() {
-    let app = App::start().await;
-    let c = app.client();
+    let app = start().await;
+    let c = client(&app);
     c.create(&new_task("e1", "PROCESSING", json!({})))
         .await
         .unwrap();
@@ -249,7 +171,7 @@ async fn api_errors_are_typed_and_carry_the_error_body() {
     assert!(!e.body().unwrap().success);
 
     // 403: a read-only key cannot create.
-    let reader = Client::new(&app.base, &app.key_with("read").await).unwrap();
+    let reader = Client::new(&app.base, &app.key_for("acme", Mode::Test, "read").await).unwrap();
     let e = reader
         .create(&new_task("e2", "PENDING", json!({})))
         .await
@@ -324,8 +246,8 @@ async fn api_errors_are_typed_and_carry_the_error_body() {
 
 #[tokio::test]
 async fn get_if_changed_answers_304_waits_for_a_change_and_times_out() {
-    let app = App::start().await;
-    let c = app.client();
+    let app = start().await;
+    let c = client(&app);
     c.create(&new_task("lp", "PROCESSING", json!({})))
         .await
         .unwrap();
@@ -382,8 +304,8 @@ async fn get_if_changed_answers_304_waits_for_a_change_and_times_out() {
 
 #[tokio::test]
 async fn update_with_retries_until_every_concurrent_increment_lands() {
-    let app = App::start().await;
-    let c = app.client();
+    let app = start().await;
+    let c = client(&app);
     c.create(&new_task(
         "cas",
         "PROCESSING",
@@ -424,8 +346,8 @@ async fn update_with_retries_until_every_concurrent_increment_lands() {
 
 #[tokio::test]
 async fn watch_yields_each_change_and_wait_until_done_returns_the_end() {
-    let app = App::start().await;
-    let c = app.client();
+    let app = start().await;
+    let c = client(&app);
     c.create(&new_task("w", "PENDING", json!({})))
         .await
         .unwrap();
@@ -504,7 +426,7 @@ async fn watch_yields_each_change_and_wait_until_done_returns_the_end() {
 async fn wait_until_done_also_works_against_a_server_that_answers_at_once() {
     // `max_wait_secs = 0` cuts every `?wait=` to nothing, as a server without long-poll
     // behaves: the client must still reach the end, polling at its minimum interval.
-    let app = App::start_with(|s| s.limits.max_wait_secs = 0).await;
+    let app = TestApp::spawn_with(Shape::Embedded, |s| s.limits.max_wait_secs = 0).await;
     let c = Client::builder(&app.base)
         .api_key(&app.key)
         .min_poll_interval(Duration::from_millis(50))

@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::FromRequestParts;
-use axum::http::header;
 use axum::http::request::Parts;
+use axum::http::{header, HeaderMap};
 use taskward_model::{ApiKey, KeyRecord, Scope, Tenant};
 use taskward_store::{Keys, StoreError};
 
@@ -44,24 +44,15 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let header = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .ok_or(ApiError::Unauthorized(
-                "missing API key: send Authorization: Bearer sk_…",
-            ))?;
-        let malformed =
-            ApiError::Unauthorized("malformed Authorization header: expected Bearer sk_…");
-        let value = header.to_str().map_err(|_| malformed)?;
-        let (scheme, token) = value.trim().split_once(' ').ok_or(ApiError::Unauthorized(
-            "malformed Authorization header: expected Bearer sk_…",
-        ))?;
-        if !scheme.eq_ignore_ascii_case("bearer") {
-            return Err(ApiError::Unauthorized(
-                "malformed Authorization header: expected Bearer sk_…",
-            ));
-        }
-        let key = ApiKey::parse(token.trim()).ok_or(ApiError::Unauthorized("invalid API key"))?;
+        let token = bearer_token(&parts.headers).map_err(|e| match e {
+            BearerError::Missing => {
+                ApiError::Unauthorized("missing API key: send Authorization: Bearer sk_…")
+            }
+            BearerError::Malformed => {
+                ApiError::Unauthorized("malformed Authorization header: expected Bearer sk_…")
+            }
+        })?;
+        let key = ApiKey::parse(token).ok_or(ApiError::Unauthorized("invalid API key"))?;
         let record = state.keys.lookup(&state.key_store, &key).await?;
         if record.revoked_at.is_some() {
             return Err(ApiError::Unauthorized("this API key has been revoked"));
@@ -71,6 +62,33 @@ impl FromRequestParts<AppState> for Caller {
             key: record,
         })
     }
+}
+
+/// Why a request carries no bearer token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BearerError {
+    /// No `Authorization` header.
+    Missing,
+    /// An `Authorization` header that is not `Bearer <token>` in visible ASCII.
+    Malformed,
+}
+
+/// The token of `Authorization: Bearer <token>`: the scheme in any case, spaces around the
+/// header and between scheme and token ignored. The one parser of that header, so the rate
+/// limit (which runs before authentication) and `Caller` always agree on which key a
+/// request presents. The token is not checked for a key's shape here.
+pub fn bearer_token(headers: &HeaderMap) -> Result<&str, BearerError> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .ok_or(BearerError::Missing)?
+        .to_str()
+        .map_err(|_| BearerError::Malformed)?;
+    let (scheme, token) = value.trim().split_once(' ').ok_or(BearerError::Malformed)?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(BearerError::Malformed);
+    }
+    // The header was trimmed, so a token of only spaces cannot reach here.
+    Ok(token.trim_start())
 }
 
 /// Cache of key hash → stored record.
@@ -124,5 +142,51 @@ impl KeyCache {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Arc<KeyRecord>, Instant)>> {
         // Entries are inserted whole; a poisoned map is still consistent.
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+
+    use super::*;
+
+    fn parse(value: &[u8]) -> Result<String, BearerError> {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_bytes(value).expect("a header value"),
+        );
+        bearer_token(&headers).map(str::to_owned)
+    }
+
+    #[test]
+    fn the_scheme_is_case_insensitive() {
+        for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+            assert_eq!(parse(format!("{scheme} tok").as_bytes()), Ok("tok".into()));
+        }
+    }
+
+    #[test]
+    fn spaces_around_and_between_are_ignored() {
+        assert_eq!(parse(b"  Bearer    tok  "), Ok("tok".into()));
+        assert_eq!(parse(b"Bearer\ttok"), Err(BearerError::Malformed));
+    }
+
+    #[test]
+    fn a_missing_header_or_token_and_other_schemes_are_refused() {
+        assert_eq!(bearer_token(&HeaderMap::new()), Err(BearerError::Missing));
+        for value in [&b"Bearer"[..], b"Bearer    ", b"", b"tok", b"Basic tok"] {
+            assert_eq!(parse(value), Err(BearerError::Malformed), "{value:?}");
+        }
+    }
+
+    #[test]
+    fn a_non_ascii_header_is_malformed_not_a_panic() {
+        assert_eq!(
+            parse("Bearer sk_tést".as_bytes()),
+            Err(BearerError::Malformed)
+        );
+        assert_eq!(parse(b"Bearer \xff\xfe"), Err(BearerError::Malformed));
     }
 }

@@ -1,16 +1,17 @@
-//! Per-request limits applied in the router: a token bucket per API key (429 with
+//! Per-request limits applied in the router: a rate limit per API key (429 with
 //! `Retry-After`) and a deadline per request (503).
 //!
 //! A request still running at its deadline answers 503, unless its body had not fully
 //! arrived by then: that is a client too slow to send (a slow-body attack), answered 408.
 //!
-//! The bucket is keyed by the SHA-256 of the presented key, before the key is looked up: a
-//! client cycling through made-up keys gets a bucket per key, and no bucket ever holds a key
-//! itself. Requests without a well-formed key are refused by `Caller` without touching the
-//! store, so they are not counted. Connection-level limits (header-read timeout, connection
-//! cap) live in `serve.rs`.
+//! The rate limit is governor's keyed GCRA (`rate_per_sec` sustained, `burst` at once), keyed
+//! by the SHA-256 of the presented key, before the key is looked up: a client cycling through
+//! made-up keys gets a state per key, and no state ever holds a key itself. Requests without a
+//! well-formed key are refused by `Caller` without touching the store, so they are not
+//! counted. Connection-level limits (idle and header-read timeouts, connection cap) live in
+//! `serve.rs`.
 
-use std::collections::HashMap;
+use std::num::NonZeroU32;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,90 +20,88 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::NoOpMiddleware;
+use governor::nanos::Nanos;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::Quota;
 use http_body::{Frame, SizeHint};
 use taskward_model::ApiKey;
-use tokio::time::Instant;
 
+use crate::auth::bearer_token;
 use crate::error::ApiError;
 use crate::settings::LimitSettings;
 
-const SHARDS: usize = 16;
-
-/// How often a shard drops its full buckets (a full bucket is the same as none).
+/// How often keys whose state is back to a fresh one are dropped (such a key is the same as
+/// an unseen one), so memory is bounded by the keys seen within a refill period.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
-/// A token bucket per key: `burst` tokens, refilled at `rate` per second.
-#[derive(Debug)]
-pub struct RateLimiter {
-    rate: f64,
-    burst: f64,
-    shards: Vec<Mutex<HashMap<String, Bucket>>>,
-    next_prune: Mutex<Instant>,
+type Keyed<C> = governor::RateLimiter<
+    String,
+    DefaultKeyedStateStore<String>,
+    C,
+    NoOpMiddleware<<C as Clock>::Instant>,
+>;
+
+/// A GCRA rate limit per key: `burst` requests at once, then `rate` per second.
+pub struct RateLimiter<C: Clock = DefaultClock> {
+    limiter: Keyed<C>,
+    next_prune: Mutex<C::Instant>,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    tokens: f64,
-    at: Instant,
+impl<C: Clock> std::fmt::Debug for RateLimiter<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimiter")
+            .field("keys", &self.limiter.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl RateLimiter {
     /// `None` when `rate_per_sec` is 0 (no limit).
     pub fn new(rate_per_sec: u32, burst: u32) -> Option<RateLimiter> {
-        (rate_per_sec > 0).then(|| RateLimiter {
-            rate: f64::from(rate_per_sec),
-            burst: f64::from(burst.max(1)),
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-            next_prune: Mutex::new(Instant::now() + PRUNE_EVERY),
-        })
-    }
-
-    /// Takes a token from `key`'s bucket, or says how long until one is there.
-    pub fn check(&self, key: &str) -> Result<(), Duration> {
-        let now = Instant::now();
-        self.prune_if_due(now);
-        let shard_ix = key
-            .bytes()
-            .fold(0usize, |h, b| h.wrapping_mul(31) ^ usize::from(b));
-        let mut shard = lock(&self.shards[shard_ix % SHARDS]);
-        let bucket = shard.entry(key.to_owned()).or_insert(Bucket {
-            tokens: self.burst,
-            at: now,
-        });
-        let tokens = (bucket.tokens + (now - bucket.at).as_secs_f64() * self.rate).min(self.burst);
-        bucket.at = now;
-        if tokens >= 1.0 {
-            bucket.tokens = tokens - 1.0;
-            Ok(())
-        } else {
-            bucket.tokens = tokens;
-            Err(Duration::from_secs_f64((1.0 - tokens) / self.rate))
-        }
-    }
-
-    /// Once per `PRUNE_EVERY`, the request that notices drops every full bucket.
-    fn prune_if_due(&self, now: Instant) {
-        let Ok(mut next) = self.next_prune.try_lock() else {
-            return; // another request is pruning
-        };
-        if now < *next {
-            return;
-        }
-        *next = now + PRUNE_EVERY;
-        let (rate, burst) = (self.rate, self.burst);
-        for shard in &self.shards {
-            lock(shard).retain(|_, b| b.tokens + (now - b.at).as_secs_f64() * rate < burst);
-        }
+        RateLimiter::with_clock(rate_per_sec, burst, DefaultClock::default())
     }
 }
 
-/// Buckets are updated whole, so a poisoned lock still guards consistent data.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
+impl<C: Clock> RateLimiter<C> {
+    fn with_clock(rate_per_sec: u32, burst: u32, clock: C) -> Option<RateLimiter<C>> {
+        let rate = NonZeroU32::new(rate_per_sec)?;
+        let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
+        let next_prune = Mutex::new(clock.now() + Nanos::from(PRUNE_EVERY));
+        let quota = Quota::per_second(rate).allow_burst(burst);
+        Some(RateLimiter {
+            limiter: governor::RateLimiter::new(quota, DefaultKeyedStateStore::default(), clock),
+            next_prune,
+        })
+    }
+
+    /// Admits one request presenting `key`, or says how long until one would be admitted.
+    /// The state is found by the key's hash, so no key is ever held here.
+    pub fn check(&self, key: &ApiKey) -> Result<(), Duration> {
+        self.prune_if_due();
+        self.limiter
+            .check_key(&key.hash())
+            .map_err(|refused| refused.wait_time_from(self.limiter.clock().now()))
+    }
+
+    /// Once per `PRUNE_EVERY`, the request that notices drops the fresh states and gives
+    /// back the memory they held.
+    fn prune_if_due(&self) {
+        let Ok(mut next) = self.next_prune.try_lock() else {
+            return; // another request is pruning
+        };
+        let now = self.limiter.clock().now();
+        if now < *next {
+            return;
+        }
+        *next = now + Nanos::from(PRUNE_EVERY);
+        self.limiter.retain_recent();
+        self.limiter.shrink_to_fit();
+    }
 }
 
 /// A request body that records when it has been received to the end.
@@ -138,7 +137,7 @@ impl http_body::Body for Tracked {
 /// The route whose `?wait=` long-poll may outlast the request timeout.
 const LONG_POLL_ROUTE: &str = "/v1/tasks/{task_id}";
 
-/// What [`guard`] needs: the limits and the buckets.
+/// What [`guard`] needs: the limits and the rate limiter.
 #[derive(Debug, Clone)]
 pub struct Limits {
     settings: Arc<LimitSettings>,
@@ -146,7 +145,7 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// Fresh buckets for `settings`.
+    /// A fresh rate limiter for `settings`.
     pub fn new(settings: &LimitSettings) -> Limits {
         Limits {
             rate_limiter: RateLimiter::new(settings.rate_per_sec, settings.burst).map(Arc::new),
@@ -158,14 +157,9 @@ impl Limits {
 /// Middleware: the rate limit, then the request deadline.
 pub async fn guard(State(state): State<Limits>, req: Request, next: Next) -> Response {
     if let Some(limiter) = &state.rate_limiter {
-        let key = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().split_once(' '))
-            .and_then(|(_, token)| ApiKey::parse(token.trim()));
+        let key = bearer_token(req.headers()).ok().and_then(ApiKey::parse);
         if let Some(key) = key {
-            if let Err(wait) = limiter.check(&key.hash()) {
+            if let Err(wait) = limiter.check(&key) {
                 let retry_after_secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
                 return ApiError::RateLimited {
                     retry_after_secs: retry_after_secs.max(1),
@@ -217,34 +211,46 @@ pub async fn guard(State(state): State<Limits>, req: Request, next: Next) -> Res
 
 #[cfg(test)]
 mod tests {
+    use governor::clock::FakeRelativeClock;
+
     use super::*;
 
-    #[tokio::test(start_paused = true)]
-    async fn a_bucket_allows_its_burst_then_the_rate() {
-        let rl = RateLimiter::new(2, 3).expect("on");
-        for _ in 0..3 {
-            assert!(rl.check("a").is_ok());
-        }
-        let wait = rl.check("a").expect_err("burst spent");
-        assert_eq!(wait, Duration::from_millis(500));
-        assert!(rl.check("b").is_ok(), "buckets are per key");
-        tokio::time::advance(Duration::from_millis(500)).await;
-        assert!(rl.check("a").is_ok());
-        assert!(rl.check("a").is_err());
+    fn limiter(rate: u32, burst: u32) -> (RateLimiter<FakeRelativeClock>, FakeRelativeClock) {
+        let clock = FakeRelativeClock::default();
+        let rl = RateLimiter::with_clock(rate, burst, clock.clone()).expect("on");
+        (rl, clock)
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn full_buckets_are_pruned_and_pruning_changes_nothing() {
-        let rl = RateLimiter::new(1, 2).expect("on");
-        assert!(rl.check("idle").is_ok());
-        for _ in 0..2 {
-            assert!(rl.check("busy").is_ok());
+    fn key(k: &str) -> ApiKey {
+        ApiKey::parse(&format!("sk_test_{k}{}", "0".repeat(24))).expect("a key")
+    }
+
+    #[test]
+    fn a_key_gets_its_burst_then_the_rate() {
+        let (rl, clock) = limiter(2, 3);
+        for _ in 0..3 {
+            assert!(rl.check(&key("a")).is_ok());
         }
-        tokio::time::advance(PRUNE_EVERY).await;
-        let _ = rl.check("x");
-        let held: usize = rl.shards.iter().map(|s| s.lock().unwrap().len()).sum();
-        assert_eq!(held, 1, "only the bucket just used is kept");
-        assert!(rl.check("idle").is_ok() && rl.check("idle").is_ok());
+        let wait = rl.check(&key("a")).expect_err("burst spent");
+        assert_eq!(wait, Duration::from_millis(500));
+        assert!(rl.check(&key("b")).is_ok(), "limits are per key");
+        clock.advance(Duration::from_millis(500));
+        assert!(rl.check(&key("a")).is_ok());
+        assert!(rl.check(&key("a")).is_err());
+    }
+
+    #[test]
+    fn fresh_states_are_pruned_and_pruning_changes_nothing() {
+        let (rl, clock) = limiter(1, 2);
+        assert!(rl.check(&key("idle")).is_ok());
+        for _ in 0..2 {
+            assert!(rl.check(&key("busy")).is_ok());
+        }
+        assert_eq!(rl.limiter.len(), 2);
+        clock.advance(PRUNE_EVERY);
+        let _ = rl.check(&key("x"));
+        assert_eq!(rl.limiter.len(), 1, "only the key just used is kept");
+        assert!(rl.check(&key("idle")).is_ok() && rl.check(&key("idle")).is_ok());
     }
 
     #[test]

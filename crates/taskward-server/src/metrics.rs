@@ -2,10 +2,11 @@
 //!
 //! HTTP request counts and latency histograms by method, route template and status, recorded
 //! by a middleware; the store's own counters (hot hits, misses, fallbacks, errors, durable
-//! errors, pending invalidations, retention deletions) read at scrape time from
-//! [`taskward_store::StoreStats`], so the store needs no metrics library.
+//! errors, retention deletions) and gauges (pending invalidations, hot tier suspect, tasks
+//! long-polled) read at scrape time from [`TieredStore`] by a registered collector, so the
+//! store needs no metrics library. Everything is written by prometheus_client's encoder: one
+//! registry, one renderer, names and types checked in one place.
 
-use std::fmt::Write;
 use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 use std::time::Instant;
@@ -14,11 +15,14 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use taskward_store::TieredStore;
 
 use crate::state::AppState;
 
@@ -29,7 +33,7 @@ struct RequestLabels {
     status: u16,
 }
 
-/// The HTTP metrics.
+/// The registry behind `/metrics`, and the HTTP metrics the middleware records.
 #[derive(Debug)]
 pub struct Metrics {
     registry: Mutex<Registry>,
@@ -43,9 +47,10 @@ fn latency_histogram() -> Histogram {
 }
 
 impl Metrics {
-    /// Registers the HTTP metrics.
-    pub fn new() -> Self {
+    /// Registers the HTTP metrics, and `store`'s, read at each scrape.
+    pub fn new(store: TieredStore) -> Self {
         let mut registry = Registry::default();
+        registry.register_collector(Box::new(StoreCollector { store }));
         let requests = Family::<RequestLabels, Counter>::default();
         let latency = Family::<RequestLabels, Histogram>::new_with_constructor(
             latency_histogram as fn() -> Histogram,
@@ -65,12 +70,6 @@ impl Metrics {
             requests,
             latency,
         }
-    }
-}
-
-impl Default for Metrics {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
@@ -102,69 +101,17 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
 /// `GET /metrics`
 pub async fn render(State(state): State<AppState>) -> Response {
     let mut out = String::new();
-    {
+    let encoded = {
         let registry = state
             .metrics
             .registry
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        if prometheus_client::encoding::text::encode_registry(&mut out, &registry).is_err() {
-            return crate::error::ApiError::Internal.into_response();
-        }
+        prometheus_client::encoding::text::encode(&mut out, &registry)
+    };
+    if encoded.is_err() {
+        return crate::error::ApiError::Internal.into_response();
     }
-    let s = state.store.stats();
-    let counters = [
-        (
-            "taskward_hot_hits",
-            "Reads answered by the hot tier",
-            &s.hot_hits,
-        ),
-        (
-            "taskward_hot_misses",
-            "Reads the hot tier did not have",
-            &s.hot_misses,
-        ),
-        (
-            "taskward_hot_fallbacks",
-            "Reads served by the durable tier because the hot tier failed or was suspect",
-            &s.hot_fallbacks,
-        ),
-        (
-            "taskward_hot_errors",
-            "Failed hot-tier calls",
-            &s.hot_errors,
-        ),
-        (
-            "taskward_durable_errors",
-            "Failed durable-tier calls",
-            &s.durable_errors,
-        ),
-        (
-            "taskward_retention_deleted",
-            "Terminal tasks removed by retention",
-            &s.retention_deleted,
-        ),
-    ];
-    for (name, help, value) in counters {
-        let _ = write!(
-            out,
-            "# HELP {name} {help}.\n# TYPE {name} counter\n{name}_total {}\n",
-            value.load(Ordering::Relaxed)
-        );
-    }
-    let _ = write!(
-        out,
-        "# HELP taskward_pending_invalidations Hot-tier invalidations waiting for the hot tier.\n\
-         # TYPE taskward_pending_invalidations gauge\ntaskward_pending_invalidations {}\n\
-         # HELP taskward_hot_suspect 1 while reads bypass the hot tier.\n\
-         # TYPE taskward_hot_suspect gauge\ntaskward_hot_suspect {}\n\
-         # HELP taskward_long_poll_tasks Tasks that long-poll requests are waiting on.\n\
-         # TYPE taskward_long_poll_tasks gauge\ntaskward_long_poll_tasks {}\n",
-        s.pending_invalidations.load(Ordering::Relaxed),
-        u8::from(state.store.hot_suspect()),
-        state.store.changes().watched_tasks(),
-    );
-    let _ = prometheus_client::encoding::text::encode_eof(&mut out);
     (
         [(
             header::CONTENT_TYPE,
@@ -173,4 +120,80 @@ pub async fn render(State(state): State<AppState>) -> Response {
         out,
     )
         .into_response()
+}
+
+/// The store's counters and gauges, read from [`TieredStore`] at each scrape: the store
+/// keeps plain atomics and needs no metrics library.
+#[derive(Debug)]
+struct StoreCollector {
+    store: TieredStore,
+}
+
+impl Collector for StoreCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let s = self.store.stats();
+        let counters = [
+            (
+                "taskward_hot_hits",
+                "Reads answered by the hot tier.",
+                &s.hot_hits,
+            ),
+            (
+                "taskward_hot_misses",
+                "Reads the hot tier did not have.",
+                &s.hot_misses,
+            ),
+            (
+                "taskward_hot_fallbacks",
+                "Reads served by the durable tier because the hot tier failed or was suspect.",
+                &s.hot_fallbacks,
+            ),
+            (
+                "taskward_hot_errors",
+                "Failed hot-tier calls.",
+                &s.hot_errors,
+            ),
+            (
+                "taskward_durable_errors",
+                "Failed durable-tier calls.",
+                &s.durable_errors,
+            ),
+            (
+                "taskward_retention_deleted",
+                "Terminal tasks removed by retention.",
+                &s.retention_deleted,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let counter = ConstCounter::new(value.load(Ordering::Relaxed));
+            counter.encode(encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                counter.metric_type(),
+            )?)?;
+        }
+        let gauges = [
+            (
+                "taskward_pending_invalidations",
+                "Hot-tier invalidations waiting for the hot tier.",
+                s.pending_invalidations.load(Ordering::Relaxed),
+            ),
+            (
+                "taskward_hot_suspect",
+                "1 while reads bypass the hot tier.",
+                u64::from(self.store.hot_suspect()),
+            ),
+            (
+                "taskward_long_poll_tasks",
+                "Tasks that long-poll requests are waiting on.",
+                self.store.changes().watched_tasks() as u64,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let gauge = ConstGauge::new(value);
+            gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
+        }
+        Ok(())
+    }
 }

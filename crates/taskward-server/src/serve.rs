@@ -1,26 +1,47 @@
-//! The accept loop: HTTP/1.1 connections served by hyper with a header-read timeout, at most
-//! `limits.max_connections` at once, and a graceful drain.
+//! The accept loop: HTTP/1.1 connections served by hyper, closed when idle or when a request
+//! head arrives too slowly, at most `limits.max_connections` at once, and a graceful drain.
 //!
-//! `axum::serve` offers neither a header-read timeout nor a connection cap, hence this loop.
-//! - The header-read timeout runs from the moment a connection waits for a request head, so a
-//!   client trickling headers (slowloris) and a connection left idle between requests are both
-//!   closed after `limits.header_read_timeout_ms`.
+//! `axum::serve` (0.8) bounds neither header reads nor connections, hence this loop.
+//! - A connection with no request in flight is closed after `limits.idle_timeout_ms`: a
+//!   keep-alive client may sit between requests far longer than a request head takes.
+//! - Once the first byte of a request head has arrived, the whole head must arrive within
+//!   `limits.header_read_timeout_ms`, else the connection is closed (slowloris).
+//!
+//!   hyper's own `header_read_timeout` is not used: it runs from the moment hyper starts
+//!   waiting for a head (the connection accepted, or the previous response sent), so it also
+//!   closes every idle keep-alive connection at the header-read timeout. Instead [`Activity`]
+//!   counts a connection's requests in flight (from the service call, when hyper has the
+//!   whole head, to the end of the response body), and [`IdleIo`] times the reads of a
+//!   connection with none in flight: closing it (end of stream to hyper) when idle too long,
+//!   failing the read when a started head is too slow.
 //! - Past the cap, new connections are not accepted: they wait in the kernel's backlog until a
 //!   connection closes, rather than being refused, so a burst is served late instead of failing.
 //! - On shutdown the listener closes, idle connections close, and each connection finishes the
 //!   request it is serving (and sends its response) before closing.
 
+use std::convert::Infallible;
 use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+use axum::body::Body;
 use axum::Router;
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
+use tokio::time::{Instant, Sleep};
+use tower::ServiceExt;
 
 use crate::settings::LimitSettings;
 
@@ -32,8 +53,12 @@ pub(crate) async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let mut http = http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_millis(limits.header_read_timeout_ms));
+    // Measured by `IdleIo` instead (see above); hyper would also count the idle time.
+    http.header_read_timeout(None);
+    let timeouts = Timeouts {
+        idle: Duration::from_millis(limits.idle_timeout_ms),
+        header_read: Duration::from_millis(limits.header_read_timeout_ms),
+    };
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
@@ -56,8 +81,9 @@ pub(crate) async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let conn =
-            http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+        let activity = Arc::new(Activity::default());
+        let io = IdleIo::new(stream, activity.clone(), timeouts);
+        let conn = http.serve_connection(TokioIo::new(io), service(app.clone(), activity));
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {
@@ -69,4 +95,213 @@ pub(crate) async fn serve(
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+/// `app` as hyper's service, each request counted in flight until its response is done.
+fn service(
+    app: Router,
+    activity: Arc<Activity>,
+) -> impl hyper::service::Service<
+    Request<Incoming>,
+    Response = Response<TrackedResponse>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<TrackedResponse>, Infallible>> + Send,
+> {
+    hyper::service::service_fn(move |req: Request<Incoming>| {
+        let mut in_flight = InFlight::start(&activity);
+        let response = app.clone().oneshot(req);
+        async move {
+            // hyper polls the service in the connection's task.
+            in_flight.task = Some(std::future::poll_fn(|cx| Poll::Ready(cx.waker().clone())).await);
+            let response = response.await?;
+            Ok(response.map(|body| TrackedResponse {
+                body,
+                _in_flight: in_flight,
+            }))
+        }
+    })
+}
+
+/// The two connection timeouts.
+#[derive(Debug, Clone, Copy)]
+struct Timeouts {
+    idle: Duration,
+    header_read: Duration,
+}
+
+/// One connection's requests: how many were handed to the service (hyper had their whole
+/// head), and how many of those are done (response body sent to its end, or dropped).
+#[derive(Debug, Default)]
+struct Activity {
+    started: AtomicU64,
+    finished: AtomicU64,
+}
+
+/// A request in flight, from the service call until its response body is done.
+#[derive(Debug)]
+struct InFlight {
+    activity: Arc<Activity>,
+    /// The connection's task, woken when the last request in flight ends: its next read
+    /// then starts the idle wait. (hyper reads again after a response only when a header-read
+    /// timer of its own needs starting; without one it would wait for bytes that may never
+    /// come, and the connection would never be timed.)
+    task: Option<Waker>,
+}
+
+impl InFlight {
+    fn start(activity: &Arc<Activity>) -> InFlight {
+        activity.started.fetch_add(1, Ordering::AcqRel);
+        InFlight {
+            activity: activity.clone(),
+            task: None,
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let finished = self.activity.finished.fetch_add(1, Ordering::AcqRel) + 1;
+        if finished == self.activity.started.load(Ordering::Acquire) {
+            if let Some(task) = self.task.take() {
+                task.wake();
+            }
+        }
+    }
+}
+
+/// A response body that keeps its request in flight until hyper has taken all of it (or
+/// drops it): a long stream is not an idle connection.
+#[derive(Debug)]
+struct TrackedResponse {
+    body: Body,
+    _in_flight: InFlight,
+}
+
+impl http_body::Body for TrackedResponse {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// A connection's socket that times the waits for a request head. While a request is in
+/// flight, reads pass through. Otherwise the connection is waiting for a head: it is closed
+/// (reads end, as if the client had closed) `idle` after the wait began unless a byte
+/// arrives, and a read fails `header_read` after the head's first byte. hyper has read a
+/// whole head exactly when it calls the service, so the count of started requests tells one
+/// wait from the next, pipelined requests included.
+#[derive(Debug)]
+struct IdleIo {
+    stream: TcpStream,
+    activity: Arc<Activity>,
+    timeouts: Timeouts,
+    /// The end of the current wait.
+    deadline: Pin<Box<Sleep>>,
+    /// The current wait is for the head that follows this many started requests.
+    waiting_after: Option<u64>,
+    /// The current wait's head has begun to arrive: `deadline` is the header-read timeout's.
+    head_begun: bool,
+}
+
+impl IdleIo {
+    fn new(stream: TcpStream, activity: Arc<Activity>, timeouts: Timeouts) -> IdleIo {
+        IdleIo {
+            stream,
+            activity,
+            deadline: Box::pin(tokio::time::sleep(timeouts.idle)),
+            timeouts,
+            waiting_after: None,
+            head_begun: false,
+        }
+    }
+}
+
+impl AsyncRead for IdleIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        // Both counts move only in this connection's task (hyper polls the service future and
+        // the response body there), so they cannot change under this read.
+        let started = this.activity.started.load(Ordering::Acquire);
+        if started != this.activity.finished.load(Ordering::Acquire) {
+            // Its body, and hyper's checks for a client hanging up, read freely.
+            return Pin::new(&mut this.stream).poll_read(cx, buf);
+        }
+        if this.waiting_after != Some(started) {
+            this.waiting_after = Some(started);
+            this.head_begun = false;
+            let idle_until = Instant::now() + this.timeouts.idle;
+            this.deadline.as_mut().reset(idle_until);
+        }
+        if this.head_begun {
+            // The deadline first, so a client trickling bytes cannot keep it from firing.
+            if this.deadline.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "request head not received within the header-read timeout",
+                )));
+            }
+            return Pin::new(&mut this.stream).poll_read(cx, buf);
+        }
+        let before = buf.filled().len();
+        match Pin::new(&mut this.stream).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) if buf.filled().len() > before => {
+                this.head_begun = true;
+                let head_until = Instant::now() + this.timeouts.header_read;
+                let deadline = this.deadline.deadline().min(head_until);
+                this.deadline.as_mut().reset(deadline);
+                Poll::Ready(Ok(()))
+            }
+            // Idle past the timeout: end of stream, which hyper takes as the client closing
+            // between requests, and closes quietly.
+            Poll::Pending => this.deadline.as_mut().poll(cx).map(Ok),
+            closed_or_failed => closed_or_failed,
+        }
+    }
+}
+
+impl AsyncWrite for IdleIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
 }

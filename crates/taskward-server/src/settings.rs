@@ -126,17 +126,20 @@ pub struct LimitSettings {
     /// Longest long-poll a client may ask for with `GET /v1/tasks/{id}?wait=<seconds>`, in
     /// seconds; longer requests are cut to it.
     pub max_wait_secs: u64,
-    /// Requests per second one API key may make on average (token bucket, per key hash);
-    /// 0 turns the limit off. Over it: 429 with `Retry-After`.
+    /// Requests per second one API key may make on average (GCRA, per key hash); 0 turns the
+    /// limit off. Over it: 429 with `Retry-After`.
     pub rate_per_sec: u32,
-    /// Requests one API key may make at once before `rate_per_sec` applies (bucket size).
+    /// Requests one API key may make at once before `rate_per_sec` applies.
     pub burst: u32,
     /// Milliseconds a request may take before it answers 503; a long-poll (`?wait=`) gets
     /// `max_wait_secs` on top.
     pub request_timeout_ms: u64,
-    /// Milliseconds a client has to send a request's headers (also how long an idle
-    /// connection stays open); then the connection is closed.
+    /// Milliseconds a client has to send a request's headers, counted from their first byte;
+    /// then the connection is closed.
     pub header_read_timeout_ms: u64,
+    /// Milliseconds a connection with no request in flight (an idle keep-alive connection)
+    /// stays open; then it is closed.
+    pub idle_timeout_ms: u64,
     /// Most connections served at once; further connections wait to be accepted.
     pub max_connections: usize,
 }
@@ -151,6 +154,7 @@ impl Default for LimitSettings {
             burst: 200,
             request_timeout_ms: 30_000,
             header_read_timeout_ms: 10_000,
+            idle_timeout_ms: 75_000,
             max_connections: 10_000,
         }
     }
@@ -309,9 +313,13 @@ impl Settings {
             return Err("hot.trust_lease_ms must be between 50 and 60000".into());
         }
         let l = &self.limits;
-        if l.request_timeout_ms == 0 || l.header_read_timeout_ms == 0 || l.max_connections == 0 {
+        if l.request_timeout_ms == 0
+            || l.header_read_timeout_ms == 0
+            || l.idle_timeout_ms == 0
+            || l.max_connections == 0
+        {
             return Err(
-                "limits.request_timeout_ms, header_read_timeout_ms and max_connections must be positive"
+                "limits.request_timeout_ms, header_read_timeout_ms, idle_timeout_ms and max_connections must be positive"
                     .into(),
             );
         }
@@ -353,12 +361,14 @@ mod tests {
             )?;
             jail.set_env("TASKWARD_DATA_DIR", "/from/env");
             jail.set_env("TASKWARD_HOT__MEMORY_CAPACITY", "7");
+            jail.set_env("TASKWARD_LIMITS__IDLE_TIMEOUT_MS", "1234");
             jail.set_env("TASKWARD_CONFIG", "ignored-here");
             let s = Settings::load(Some(Path::new("tw.toml")), &Overrides::default())
                 .map_err(|e| *e)?;
             assert_eq!(s.listen.port(), 9000);
             assert_eq!(s.data_dir, PathBuf::from("/from/env"));
             assert_eq!((s.hot.ttl_secs, s.hot.memory_capacity), (60, 7));
+            assert_eq!(s.limits.idle_timeout_ms, 1234);
             let flags = Overrides {
                 data_dir: Some("/from/flag".into()),
                 ..Default::default()
@@ -403,6 +413,9 @@ mod tests {
     fn limits_that_would_stop_serving_are_refused() {
         let mut s = Settings::default();
         s.limits.max_connections = 0;
+        assert!(s.validate().is_err());
+        let mut s = Settings::default();
+        s.limits.idle_timeout_ms = 0;
         assert!(s.validate().is_err());
         let mut s = Settings::default();
         s.limits.rate_per_sec = 10;

@@ -46,12 +46,13 @@ impl AppState {
     /// Builds the state over an opened store.
     pub fn new(settings: Settings, storage: Storage) -> anyhow::Result<Self> {
         let task_types = TaskTypes::new(&settings.task_types)?;
+        let metrics = crate::metrics::Metrics::new(storage.tasks.clone());
         Ok(AppState(Arc::new(Shared {
             store: storage.tasks,
             key_store: storage.keys,
             keys: KeyCache::new(Duration::from_millis(settings.auth.key_cache_ttl_ms)),
             task_types,
-            metrics: crate::metrics::Metrics::new(),
+            metrics,
             settings,
         })))
     }

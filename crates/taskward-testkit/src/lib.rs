@@ -7,12 +7,25 @@
 //! - [`PostgresServer`]: a private PostgreSQL cluster (initdb, fsync on) on a free port in a
 //!   temp directory, to SIGKILL (a crash: recovery runs at restart) and restart; killed on drop.
 //!
+//! - With the `app` feature, [`TestApp`]: a real taskward server on a random port, in either
+//!   [`Shape`], on a thread and runtime of its own, joined when dropped; and the wire
+//!   contract's assertions ([`assert_task_shape`], [`assert_error`]). A feature, so the
+//!   store's tests need not build the server.
+//!
 //! - [`TcpProxy`]: a proxy in front of a server, to stall or cut one client's connection alone.
 //!
 //! `TASKWARD_TEST_DATABASE_URL` and `TASKWARD_TEST_REDIS_URL` override the default addresses.
 
+#[cfg(feature = "app")]
+mod app;
+#[cfg(feature = "app")]
+mod contract;
 mod proxy;
 
+#[cfg(feature = "app")]
+pub use app::{Namespace, Shape, TestApp, WriteLock};
+#[cfg(feature = "app")]
+pub use contract::{assert_error, assert_error_shape, assert_task_shape, ids};
 pub use proxy::TcpProxy;
 
 use std::net::TcpListener;

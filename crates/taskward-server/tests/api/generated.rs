@@ -282,12 +282,14 @@ fn seeded_app(
             // A generated `?wait=` must not stall the run.
             s.limits.max_wait_secs = 1;
             s.limits.header_read_timeout_ms = header_read_timeout_ms;
+            // A connection that never sends a byte is closed as soon as one that starts a head.
+            s.limits.idle_timeout_ms = header_read_timeout_ms;
             s.limits.request_timeout_ms = request_timeout_ms;
         })
         .await;
-        // The server closes a keep-alive connection idle for the header-read timeout; the
-        // checking client must drop idle connections before that, or it may send a request
-        // on one just as the server closes it (a transport error, not a server answer).
+        // The server closes a keep-alive connection idle for the idle timeout; the checking
+        // client must drop idle connections before that, or it may send a request on one
+        // just as the server closes it (a transport error, not a server answer).
         app.client = reqwest::Client::builder()
             .pool_idle_timeout(Duration::from_millis(header_read_timeout_ms / 3))
             .build()
@@ -393,7 +395,8 @@ fn mutated_bytes(key: &str) -> impl Strategy<Value = Vec<u8>> {
 fn damaged_raw_requests_never_get_a_5xx_or_change_data_when_refused() {
     let rt = runtime();
     // Requests cut short leave the connection waiting for the rest of the head (closed at the
-    // header-read timeout) or of the body (408 at the request timeout): keep both short.
+    // header-read timeout, or the idle timeout when no byte came) or of the body (408 at the
+    // request timeout): keep them short.
     let app = seeded_app(&rt, 300, 1_000);
     let stored = RefCell::new(rt.block_on(app.snapshot()));
     runner(120)

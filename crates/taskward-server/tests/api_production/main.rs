@@ -20,6 +20,8 @@ mod listing;
 mod load;
 #[path = "../api/long_poll.rs"]
 mod long_poll;
+#[path = "../api/metrics.rs"]
+mod metrics;
 mod postgres_killed;
 mod races;
 mod redis_faults;

@@ -11,69 +11,44 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use taskward_client::{Client, CreateTask, TaskStatus, UpdateTask};
-use taskward_model::{Mode, OrgId, Scopes};
-use taskward_server::{Server, Settings};
+use taskward_testkit::{Shape, TestApp};
 use tempfile::TempDir;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
-/// A server in this process. Dropping it stops it; [`App::stop`] also joins it.
+use crate::support::taskward;
+
+/// A server in this process (the shared harness: stopped and joined when dropped), and the
+/// client commands aimed at it.
 struct App {
-    base: String,
-    key: String,
+    server: TestApp,
+    /// Where commands run, so nothing they might write lands in the repository.
     dir: TempDir,
-    stop: Option<oneshot::Sender<()>>,
-    handle: Option<JoinHandle<anyhow::Result<()>>>,
 }
 
 impl App {
     async fn start() -> App {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let settings = Settings {
-            listen: "127.0.0.1:0".parse().expect("addr"),
-            data_dir: dir.path().join("data"),
-            ..Settings::default()
-        };
-        let server = Server::bind(settings).await.expect("server binds");
-        let base = format!("http://{}", server.local_addr());
-        let (key, _) = server
-            .state()
-            .key_store
-            .create(OrgId::parse("acme").unwrap(), Mode::Test, Scopes::all())
-            .await
-            .expect("key");
-        let (tx, rx) = oneshot::channel::<()>();
-        let handle = tokio::spawn(server.run(async {
-            let _ = rx.await;
-        }));
         App {
-            base,
-            key: key.expose().to_owned(),
-            dir,
-            stop: Some(tx),
-            handle: Some(handle),
+            server: TestApp::spawn(Shape::Embedded).await,
+            dir: tempfile::tempdir().expect("temp dir"),
         }
     }
 
     fn client(&self) -> Client {
-        Client::new(&self.base, &self.key).expect("client")
+        Client::new(&self.server.base, &self.server.key).expect("client")
     }
 
     /// `taskward ARGS` aimed at this server through `TASKWARD_URL`/`TASKWARD_API_KEY`, with
     /// no other `TASKWARD_*` or colour setting of the environment running the tests.
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_taskward"));
+        let mut cmd = taskward(self.dir.path());
         for (name, _) in std::env::vars_os() {
             let n = name.to_string_lossy();
-            if n.starts_with("TASKWARD_") || n == "NO_COLOR" || n.starts_with("CLICOLOR") {
+            if n == "NO_COLOR" || n.starts_with("CLICOLOR") {
                 cmd.env_remove(name);
             }
         }
         cmd.args(args)
-            .env("TASKWARD_URL", &self.base)
-            .env("TASKWARD_API_KEY", &self.key)
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null());
+            .env("TASKWARD_URL", &self.server.base)
+            .env("TASKWARD_API_KEY", &self.server.key);
         cmd
     }
 
@@ -106,21 +81,8 @@ impl App {
             .expect("update");
     }
 
-    async fn stop(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(h) = self.handle.take() {
-            h.await.expect("server task").expect("server ran cleanly");
-        }
-    }
-}
-
-impl Drop for App {
-    fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
+    async fn stop(self) {
+        self.server.stop().await;
     }
 }
 
@@ -179,7 +141,14 @@ async fn get_prints_a_readable_view_or_the_json_body_and_errors_exit_1() {
     assert_eq!(json["additional_data"]["progress"]["total"], 4);
 
     // Flags instead of the environment.
-    let mut cmd = app.cmd(&["get", "g1", "--url", &app.base, "--api-key", &app.key]);
+    let mut cmd = app.cmd(&[
+        "get",
+        "g1",
+        "--url",
+        &app.server.base,
+        "--api-key",
+        &app.server.key,
+    ]);
     cmd.env_remove("TASKWARD_URL")
         .env_remove("TASKWARD_API_KEY");
     app.run_cmd(cmd).await.expect(0);

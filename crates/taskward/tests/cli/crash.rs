@@ -4,114 +4,18 @@
 //! Run with `--no-capture` to see the figures.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
-/// `taskward serve` on a free port over `data`; stdout (where the first key is printed) is
-/// collected. Killed on drop.
-struct Serve {
-    child: Child,
-    addr: SocketAddr,
-    stdout: Arc<Mutex<String>>,
-}
+use crate::support::Serve;
 
-impl Serve {
-    fn start(data: &Path) -> Serve {
-        let addr = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_taskward"));
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("TASKWARD_") {
-                cmd.env_remove(name);
-            }
-        }
-        let mut child = cmd
-            .arg("serve")
-            .arg("--data-dir")
-            .arg(data)
-            .arg("--listen")
-            .arg(addr.to_string())
-            .current_dir(data)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawning taskward serve");
-        let pipe = child.stdout.take().expect("stdout");
-        let stdout = Arc::new(Mutex::new(String::new()));
-        let sink = stdout.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push_str(&(line + "\n"));
-            }
-        });
-        Serve {
-            child,
-            addr,
-            stdout,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    async fn wait_healthy(&self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let client = reqwest::Client::new();
-        loop {
-            let ok = client
-                .get(self.url("/healthz"))
-                .timeout(Duration::from_millis(200))
-                .send()
-                .await
-                .is_ok_and(|r| r.status() == 200);
-            if ok {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "taskward serve did not become healthy"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    async fn first_key(&self) -> String {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let out = self.stdout.lock().unwrap().clone();
-            let key = out
-                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                .find(|t| t.starts_with("sk_test_"))
-                .map(str::to_owned);
-            if let Some(key) = key {
-                return key;
-            }
-            assert!(Instant::now() < deadline, "no key on stdout: {out}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// SIGKILL: no shutdown, no drain.
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        self.kill();
-    }
+/// `taskward serve` on a free port over `data` (also its working directory).
+fn start(data: &Path) -> Serve {
+    Serve::start(data, data, |_| {})
 }
 
 /// What the clients know of one task.
@@ -126,8 +30,8 @@ struct Acked {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_embedded_server_loses_no_acknowledged_write() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut serve = Serve::start(dir.path());
-    serve.wait_healthy().await;
+    let mut serve = start(dir.path());
+    serve.wait_healthy(Duration::from_secs(10)).await;
     let key = serve.first_key().await;
     let base = serve.url("");
 
@@ -208,8 +112,8 @@ async fn a_killed_embedded_server_loses_no_acknowledged_write() {
         c.await.expect("client");
     }
 
-    let serve = Serve::start(dir.path());
-    serve.wait_healthy().await;
+    let mut serve = start(dir.path());
+    serve.wait_healthy(Duration::from_secs(10)).await;
     let http = reqwest::Client::new();
     let book = book.lock().unwrap().clone();
     let (mut created, mut patches, mut doubtful, mut doubtful_committed) = (0, 0, 0, 0);

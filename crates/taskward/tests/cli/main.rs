@@ -6,9 +6,11 @@
 //! - `crash`: SIGKILL of the embedded default during a write burst loses nothing acknowledged;
 //! - `sigterm_and_logs`: SIGTERM drains in-flight requests; no secret in any log line.
 //!
-//! Each test owns a temp directory, a free port and its server processes.
+//! Each test owns a temp directory, a free port and its server processes (`support::Serve`:
+//! the binary as a child process; in-process servers come from `taskward_testkit::TestApp`).
 
 mod client;
 mod crash;
 mod serve_and_keys;
 mod sigterm_and_logs;
+mod support;

@@ -6,29 +6,16 @@
 //! nothing lands in the repository) and a free port. The API itself is covered by
 //! `taskward-server`'s tests; here only what the binary adds is checked.
 
-use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener};
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
-/// A `taskward` command that sees no `TASKWARD_*` variable of the environment running the
-/// tests, and runs in `cwd`.
-fn taskward(cwd: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_taskward"));
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("TASKWARD_") {
-            cmd.env_remove(name);
-        }
-    }
-    cmd.current_dir(cwd).stdin(Stdio::null());
-    cmd
-}
+use crate::support::{free_addr, keys_in, taskward, Serve};
+
+/// `serve` answers `/healthz` within this of being spawned.
+const HEALTHY_WITHIN: Duration = Duration::from_secs(1);
 
 /// Runs a short command to completion, capturing stdout and stderr.
 fn run(cmd: &mut Command) -> Output {
@@ -37,153 +24,6 @@ fn run(cmd: &mut Command) -> Output {
 
 fn stdout_of(out: &Output) -> String {
     String::from_utf8(out.stdout.clone()).expect("stdout is UTF-8")
-}
-
-/// An address nobody listens on (yet).
-fn free_addr() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("binding port 0");
-    listener.local_addr().expect("bound address")
-}
-
-/// Every API-key-shaped token in `text` that starts with `prefix` (`sk_test_`, `sk_`…).
-fn keys_in(text: &str, prefix: &str) -> Vec<String> {
-    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-        .filter(|t| t.starts_with(prefix))
-        .map(str::to_owned)
-        .collect()
-}
-
-/// A running `taskward serve`. Dropping it kills and reaps the process, so a failing test
-/// leaves nothing behind; [`Serve::stop`] is the graceful way.
-struct Serve {
-    child: Child,
-    addr: SocketAddr,
-    spawned_at: Instant,
-    stdout: Arc<Mutex<String>>,
-    reader: Option<JoinHandle<()>>,
-}
-
-impl Serve {
-    /// Spawns `cmd` (a `serve` command that will listen on `addr`). Its stderr (the logs) goes
-    /// to the test's output; its stdout is collected.
-    fn spawn(mut cmd: Command, addr: SocketAddr) -> Serve {
-        let spawned_at = Instant::now();
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawning taskward serve");
-        let pipe = child.stdout.take().expect("piped stdout");
-        let stdout = Arc::new(Mutex::new(String::new()));
-        let sink = stdout.clone();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines() {
-                let Ok(line) = line else { break };
-                let mut s = sink.lock().unwrap();
-                s.push_str(&line);
-                s.push('\n');
-            }
-        });
-        Serve {
-            child,
-            addr,
-            spawned_at,
-            stdout,
-            reader: Some(reader),
-        }
-    }
-
-    /// `serve --data-dir DIR --listen ADDR` on a free port.
-    fn start(cwd: &Path, data_dir: &Path) -> Serve {
-        Serve::start_with(cwd, data_dir, |_| {})
-    }
-
-    /// Like [`Serve::start`], letting `tweak` add flags or variables first.
-    fn start_with(cwd: &Path, data_dir: &Path, tweak: impl FnOnce(&mut Command)) -> Serve {
-        let addr = free_addr();
-        let mut cmd = taskward(cwd);
-        cmd.arg("serve")
-            .arg("--data-dir")
-            .arg(data_dir)
-            .arg("--listen")
-            .arg(addr.to_string());
-        tweak(&mut cmd);
-        Serve::spawn(cmd, addr)
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    /// Polls `/healthz` until it answers 200; fails one second after the spawn.
-    async fn wait_healthy(&mut self) {
-        let deadline = self.spawned_at + Duration::from_secs(1);
-        let client = reqwest::Client::new();
-        loop {
-            let answer = client
-                .get(self.url("/healthz"))
-                .timeout(Duration::from_millis(200))
-                .send()
-                .await;
-            if matches!(&answer, Ok(r) if r.status() == 200) {
-                return;
-            }
-            if let Some(status) = self.child.try_wait().expect("polling the server") {
-                panic!("taskward serve exited before answering /healthz: {status}");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "/healthz on {} did not answer 200 within 1 s of spawning: {answer:?}",
-                self.addr
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// The first `sk_test_` key printed on stdout, waiting up to 5 s for it.
-    async fn first_key(&self) -> String {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            if let Some(key) = keys_in(&self.stdout.lock().unwrap(), "sk_test_").first() {
-                return key.clone();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no sk_test_ key on stdout: {:?}",
-                self.stdout.lock().unwrap()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// Sends SIGTERM, expects a successful exit within 10 s, and returns all of stdout.
-    async fn stop(mut self) -> String {
-        let pid = self.child.id().to_string();
-        let kill = run(Command::new("kill").args(["-TERM", &pid]));
-        assert!(kill.status.success(), "kill -TERM {pid}: {kill:?}");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let status = loop {
-            if let Some(status) = self.child.try_wait().expect("polling the server") {
-                break status;
-            }
-            assert!(Instant::now() < deadline, "no exit within 10 s of SIGTERM");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
-        assert!(status.success(), "taskward serve exited with {status}");
-        if let Some(reader) = self.reader.take() {
-            reader.join().expect("stdout reader");
-        }
-        let out = self.stdout.lock().unwrap().clone();
-        out
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        // Harmless after `stop`: the child is already reaped.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// POST /v1/tasks with `body`.
@@ -232,8 +72,8 @@ async fn serve_answers_healthz_within_a_second_and_prints_the_first_key_once() {
     let tmp = TempDir::new().unwrap();
     let data = tmp.path().join("data");
 
-    let mut serve = Serve::start(tmp.path(), &data);
-    serve.wait_healthy().await;
+    let mut serve = Serve::start(tmp.path(), &data, |_| {});
+    serve.wait_healthy(HEALTHY_WITHIN).await;
     let key = serve.first_key().await;
     let id = create_ok(&serve, &key, "thumbnail").await;
     let resp = get_task(&serve, &key, &id).await;
@@ -251,8 +91,8 @@ async fn serve_answers_healthz_within_a_second_and_prints_the_first_key_once() {
     );
     assert_eq!(keys_in(&first_stdout, "sk_live_"), Vec::<String>::new());
 
-    let mut again = Serve::start(tmp.path(), &data);
-    again.wait_healthy().await;
+    let mut again = Serve::start(tmp.path(), &data, |_| {});
+    again.wait_healthy(HEALTHY_WITHIN).await;
     let resp = get_task(&again, &key, &id).await;
     assert_eq!(resp.status(), 200);
     let task: Value = resp.json().await.unwrap();
@@ -270,10 +110,10 @@ async fn keys_create_prints_only_the_key_and_works_while_serve_runs() {
     let tmp = TempDir::new().unwrap();
     let data = tmp.path().join("data");
     // No key cache, so a revocation reaches the running server at once.
-    let mut serve = Serve::start_with(tmp.path(), &data, |cmd| {
+    let mut serve = Serve::start(tmp.path(), &data, |cmd| {
         cmd.env("TASKWARD_AUTH__KEY_CACHE_TTL_MS", "0");
     });
-    serve.wait_healthy().await;
+    serve.wait_healthy(HEALTHY_WITHIN).await;
     let first_key = serve.first_key().await;
     let keys = |args: &[&str]| {
         let mut cmd = taskward(tmp.path());
@@ -448,10 +288,10 @@ async fn configuration_layers_env_file_and_flags() {
     assert!(!out.status.success(), "unknown key accepted: {out:?}");
     assert_eq!(stdout_of(&out), "");
 
-    let mut serve = Serve::start_with(tmp.path(), &tmp.path().join("data"), |cmd| {
+    let mut serve = Serve::start(tmp.path(), &tmp.path().join("data"), |cmd| {
         cmd.arg("--config").arg(&file);
     });
-    serve.wait_healthy().await;
+    serve.wait_healthy(HEALTHY_WITHIN).await;
     let key = serve.first_key().await;
     create_ok(&serve, &key, "my_custom_job").await;
     let resp = create_task(&serve, &key, json!({"task_type": "not_registered"})).await;
@@ -474,7 +314,7 @@ async fn env_vars_select_listen_and_data_dir() {
         .env("TASKWARD_LISTEN", addr.to_string())
         .env("TASKWARD_DATA_DIR", &data);
     let mut serve = Serve::spawn(cmd, addr);
-    serve.wait_healthy().await;
+    serve.wait_healthy(HEALTHY_WITHIN).await;
     assert!(
         data.join("taskward.db").is_file(),
         "no taskward.db in {}",
@@ -499,8 +339,8 @@ async fn the_production_shape_prints_no_key_and_keys_work_against_postgres() {
             .env("TASKWARD_HOT__REDIS_PREFIX", &redis.prefix);
     };
     let data = tmp.path().join("unused");
-    let mut serve = Serve::start_with(tmp.path(), &data, production);
-    serve.wait_healthy().await;
+    let mut serve = Serve::start(tmp.path(), &data, production);
+    serve.wait_healthy(HEALTHY_WITHIN).await;
 
     let mut create = taskward(tmp.path());
     create.args([
@@ -560,7 +400,9 @@ async fn a_data_dir_or_database_the_user_cannot_write_is_refused_with_what_to_do
         m.uid() == 0
     });
     let dir = TempDir::new().expect("temp dir");
-    let mode = |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m));
+    let mode = |p: &std::path::Path, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m))
+    };
     mode(dir.path(), 0o777).expect("chmod");
     let run_as_user = |args: &[&str]| {
         let mut cmd = taskward(dir.path());

@@ -4,139 +4,24 @@
 //! - No log line, even at `RUST_LOG=trace` through a full production-shape run (keys minted,
 //!   writes, reads, bad keys, Redis killed), contains an API key or a database/Redis password.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use taskward_testkit::{PgSchema, RedisPrefix, RedisServer};
 
-/// `taskward` with no `TASKWARD_*` variable of the test environment, in `cwd`.
-fn taskward(cwd: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_taskward"));
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("TASKWARD_") || name == "RUST_LOG" {
-            cmd.env_remove(name);
-        }
-    }
-    cmd.current_dir(cwd).stdin(Stdio::null());
-    cmd
+use crate::support::{taskward, Serve};
+
+/// `taskward serve` in `cwd` over `cwd/data` on a free port.
+fn start(cwd: &Path, tweak: impl FnOnce(&mut Command)) -> Serve {
+    Serve::start(cwd, &cwd.join("data"), tweak)
 }
 
-/// A running `taskward serve`: stdout and stderr collected. Killed on drop.
-struct Serve {
-    child: Child,
-    addr: SocketAddr,
-    stdout: Arc<Mutex<String>>,
-    stderr: Arc<Mutex<String>>,
-}
-
-fn collect(pipe: impl Read + Send + 'static) -> Arc<Mutex<String>> {
-    let sink = Arc::new(Mutex::new(String::new()));
-    let s = sink.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-            s.lock().unwrap().push_str(&(line + "\n"));
-        }
-    });
-    sink
-}
-
-impl Serve {
-    fn start(cwd: &Path, tweak: impl FnOnce(&mut Command)) -> Serve {
-        let addr = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port");
-        let mut cmd = taskward(cwd);
-        cmd.arg("serve")
-            .arg("--data-dir")
-            .arg(cwd.join("data"))
-            .arg("--listen")
-            .arg(addr.to_string());
-        tweak(&mut cmd);
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawning taskward serve");
-        let stdout = collect(child.stdout.take().expect("stdout"));
-        let stderr = collect(child.stderr.take().expect("stderr"));
-        Serve {
-            child,
-            addr,
-            stdout,
-            stderr,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    async fn wait_healthy(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let client = reqwest::Client::new();
-        loop {
-            let ok = client
-                .get(self.url("/healthz"))
-                .timeout(Duration::from_millis(300))
-                .send()
-                .await
-                .is_ok_and(|r| r.status() == 200);
-            if ok {
-                return;
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "serve exited with {status}: {}",
-                    self.stderr.lock().unwrap()
-                );
-            }
-            assert!(Instant::now() < deadline, "serve never became healthy");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// The first-start key printed on stdout.
-    fn first_key(&self) -> String {
-        let out = self.stdout.lock().unwrap().clone();
-        out.split_whitespace()
-            .find(|t| t.starts_with("sk_test_"))
-            .unwrap_or_else(|| panic!("no first-start key in {out:?}"))
-            .to_owned()
-    }
-
-    fn sigterm(&self) {
-        let ok = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill")
-            .success();
-        assert!(ok, "kill -TERM");
-    }
-
-    /// Waits for the process to exit (after a SIGTERM) and returns whether it succeeded.
-    async fn exited(&mut self, within: Duration) -> bool {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status.success();
-            }
-            assert!(Instant::now() < deadline, "no exit within {within:?}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+/// How long a server may take to answer `/healthz` (the production shape migrates first).
+const HEALTHY_WITHIN: Duration = Duration::from_secs(20);
 
 /// What one writer knows at the end: its task, the last version acknowledged and the
 /// description written then, and whether a later write ended without a clear answer.
@@ -193,9 +78,9 @@ async fn writer(base: String, key: String, id: String) -> Acked {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_in_flight_requests_and_loses_no_acknowledged_write() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut serve = Serve::start(dir.path(), |_| {});
-    serve.wait_healthy().await;
-    let key = serve.first_key();
+    let mut serve = start(dir.path(), |_| {});
+    serve.wait_healthy(HEALTHY_WITHIN).await;
+    let key = serve.first_key().await;
     let base = serve.url("");
     let client = reqwest::Client::new();
     let res = client
@@ -257,8 +142,8 @@ async fn sigterm_drains_in_flight_requests_and_loses_no_acknowledged_write() {
     let total: u64 = acked.iter().map(|a| a.version).sum();
     assert!(total > 6, "the burst wrote something ({total} versions)");
 
-    let mut again = Serve::start(dir.path(), |_| {});
-    again.wait_healthy().await;
+    let mut again = start(dir.path(), |_| {});
+    again.wait_healthy(HEALTHY_WITHIN).await;
     let mut unsure_applied = 0;
     for a in &acked {
         let v: Value = client
@@ -365,8 +250,8 @@ async fn no_key_or_password_appears_in_any_log_line_at_trace() {
     assert!(key.starts_with("sk_live_"), "{key}");
     let wrong = "sk_live_WrongButWellFormed0123456789abc".to_owned();
 
-    let mut serve = Serve::start(dir.path(), |c| env(c));
-    serve.wait_healthy().await;
+    let mut serve = start(dir.path(), |c| env(c));
+    serve.wait_healthy(HEALTHY_WITHIN).await;
     let c = reqwest::Client::new();
     let url = |p: &str| serve.url(p);
     let scenario = |round: u32| {
@@ -445,7 +330,7 @@ async fn no_key_or_password_appears_in_any_log_line_at_trace() {
     serve.sigterm();
     assert!(serve.exited(Duration::from_secs(15)).await);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    logs.push_str(&serve.stderr.lock().unwrap());
+    logs.push_str(&serve.stderr());
 
     let lines = logs.lines().count();
     // Every request leaves lines at debug, with its route: the scan read a real log.
