@@ -191,7 +191,11 @@ impl TieredStore {
         if down || matches!(r, Err(StoreError::Internal(_))) {
             bump(&self.0.stats.durable_errors);
         }
-        self.0.durable_down.store(down, Ordering::Relaxed);
+        // Written only on a change: every read passes here, and a store would bounce the cache
+        // line between cores.
+        if self.0.durable_down.load(Ordering::Relaxed) != down {
+            self.0.durable_down.store(down, Ordering::Relaxed);
+        }
         r
     }
 

@@ -42,11 +42,11 @@ pub(crate) trait Statement: Send + Sync + 'static {
         group: &'a [Self::Request],
     ) -> impl Future<Output = Result<Vec<Self::Answer>, StoreError>> + Send + 'a;
 
-    /// The order a group is run in (writes lock rows in key order so that concurrent groups
-    /// wait for each other instead of deadlocking).
-    fn order(&self, a: &Self::Request, b: &Self::Request) -> std::cmp::Ordering {
+    /// The order a group is run in, if it matters (writes lock rows in key order so that
+    /// concurrent groups wait for each other instead of deadlocking); `None`: as queued.
+    fn order(&self, a: &Self::Request, b: &Self::Request) -> Option<std::cmp::Ordering> {
         let _ = (a, b);
-        std::cmp::Ordering::Equal
+        None
     }
 }
 
@@ -132,7 +132,13 @@ async fn work<S: Statement>(
             group = next_group(&queue) => group,
         };
         let Some(mut group) = group else { return };
-        group.sort_by(|a, b| statement.order(&a.0, &b.0));
+        if group.len() > 1 && statement.order(&group[0].0, &group[1].0).is_some() {
+            group.sort_by(|a, b| {
+                statement
+                    .order(&a.0, &b.0)
+                    .unwrap_or(std::cmp::Ordering::Equal)
+            });
+        }
         let (requests, replies): (Vec<_>, Vec<_>) = group.into_iter().unzip();
         let result = retrying(held.pool.options().get_max_connections(), || {
             held.run(&*statement, &requests)

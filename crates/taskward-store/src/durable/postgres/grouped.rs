@@ -61,8 +61,8 @@ impl Statement for CommitGroup {
 
     // Every group locks its rows in key order, so concurrent groups wait for one another
     // instead of deadlocking.
-    fn order(&self, a: &Replace, b: &Replace) -> Ordering {
-        key(a).cmp(&key(b))
+    fn order(&self, a: &Replace, b: &Replace) -> Option<Ordering> {
+        Some(key(a).cmp(&key(b)))
     }
 
     async fn run(
