@@ -29,6 +29,8 @@ pub struct Shared {
     pub task_types: TaskTypes,
     pub keys: KeyCache,
     pub metrics: crate::metrics::Metrics,
+    /// `/openapi.json`, serialised once: it enumerates this configuration's task types.
+    pub openapi: bytes::Bytes,
 }
 
 impl std::ops::Deref for AppState {
@@ -43,7 +45,9 @@ impl AppState {
     /// Builds the state over an opened store.
     pub fn new(settings: Settings, store: TieredStore) -> anyhow::Result<Self> {
         let task_types = TaskTypes::new(&settings.task_types)?;
+        let openapi = serde_json::to_vec(&crate::openapi::document(&task_types))?.into();
         Ok(AppState(Arc::new(Shared {
+            openapi,
             store,
             keys: KeyCache::new(Duration::from_millis(settings.auth.key_cache_ttl_ms)),
             task_types,

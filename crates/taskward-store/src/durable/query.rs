@@ -204,6 +204,20 @@ fn push_where(sql: &mut Sql, tenant: &Tenant, q: &ListQuery) {
     }
 }
 
+/// `(a OP b OP …)` nested as a balanced tree: SQLite parses a flat chain as one level per
+/// operand and refuses expressions deeper than 1000 (an `in` of 1000 values, or a group of
+/// 1000 empty groups, answered 500). Same meaning, logarithmic depth.
+fn balanced(parts: &[String], op: &str) -> String {
+    match parts {
+        [one] => format!("({one})"),
+        _ if parts.len() <= 8 => format!("({})", parts.join(op)),
+        _ => {
+            let (a, b) = parts.split_at(parts.len() / 2);
+            format!("({}{op}{})", balanced(a, op), balanced(b, op))
+        }
+    }
+}
+
 fn expr(sql: &mut Sql, e: &Expr) -> String {
     match e {
         Expr::All(items) | Expr::Any(items) => {
@@ -212,7 +226,7 @@ fn expr(sql: &mut Sql, e: &Expr) -> String {
                 return sql.bool_lit(all).to_owned();
             }
             let parts: Vec<String> = items.iter().map(|i| expr(sql, i)).collect();
-            format!("({})", parts.join(if all { " AND " } else { " OR " }))
+            balanced(&parts, if all { " AND " } else { " OR " })
         }
         Expr::Not(inner) => format!("NOT {}", expr(sql, inner)),
         Expr::Cond(c) => {
@@ -514,7 +528,7 @@ fn json_cond(sql: &mut Sql, c: &Cond) -> String {
             let any = if parts.is_empty() {
                 f.to_owned()
             } else {
-                format!("({})", parts.join(" OR "))
+                balanced(&parts, " OR ")
             };
             if c.op == Op::In {
                 any
