@@ -7,7 +7,7 @@
 # API does), in every phase including the stateful one (links: create → get / update / kill).
 # Schemathesis comes from PyPI, pinned, into a throwaway virtualenv.
 #
-#   ci/schemathesis.sh [max-examples]      (default 40: a few minutes on 2 cores)
+#   ci/schemathesis.sh [max-examples]      (default 200: about two minutes on 2 cores)
 #
 # Settings of the run, and why (see also ci/schemathesis.toml and ci/schemathesis_hooks.py):
 # - one worker: with two, Hypothesis describing its filters from two threads at once trips
@@ -19,7 +19,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SCHEMATHESIS_VERSION=4.32.5
-max_examples=${1:-${SCHEMATHESIS_MAX_EXAMPLES:-40}}
+max_examples=${1:-${SCHEMATHESIS_MAX_EXAMPLES:-200}}
 
 # SERVER_BIN: another build to test (e.g. target/debug/taskward while iterating).
 bin=${SERVER_BIN:-target/release/taskward}

@@ -482,7 +482,7 @@ fn paging_parameter() -> Value {
                     "pattern": "^[A-Za-z0-9_-]*$",
                     "description": "Opaque keyset cursor: a `pagination.next_cursor` this listing returned, for the same sort (any other is a 422 naming `cursor`). Empty: none."
                 },
-                "include_total": {"enum": [true, false, 1, 0], "description": "Count every match (`total`, `total_pages`)."}
+                "include_total": {"type": ["boolean", "integer"], "enum": [true, false, 1, 0], "description": "Count every match (`total`, `total_pages`)."}
             },
             "not": {"anyOf": [
                 {"required": ["page", "limit"]},
