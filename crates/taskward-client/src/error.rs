@@ -1,5 +1,8 @@
 //! The client's one error type: what the server answered (status + SPEC's error body), what
 //! went wrong on the way (transport, decoding), or what the client refused before sending.
+//!
+//! Each message states its own part only and leaves the cause to `source()`, so a chain
+//! printed with `{:#}` names every cause once.
 
 use std::time::Duration;
 
@@ -27,10 +30,12 @@ pub enum Error {
         body: String,
     },
     /// The request did not complete: connection refused, reset, timed out…
-    #[error("request failed: {0}")]
-    Transport(#[source] reqwest::Error),
+    // Transparent: reqwest's message and its causes, each once (a message that repeated its
+    // source would print it twice in an `{:#}` chain).
+    #[error(transparent)]
+    Transport(reqwest::Error),
     /// A success status whose body is not what the endpoint returns.
-    #[error("unexpected response body (HTTP {status}): {source}")]
+    #[error("unexpected response body (HTTP {status})")]
     Decode {
         /// The HTTP status.
         status: u16,
@@ -38,7 +43,7 @@ pub enum Error {
         source: serde_json::Error,
     },
     /// Refused before sending: an invalid task id or base URL.
-    #[error("{0}")]
+    #[error(transparent)]
     Invalid(#[from] Invalid),
     /// [`wait_until_done`](crate::Client::wait_until_done) ran out of time; `last` is the
     /// last state seen, if any.
@@ -103,6 +108,17 @@ impl Error {
     /// 422: the request was invalid; `body().error.details` names the field.
     pub fn is_validation(&self) -> bool {
         self.status() == Some(422) || matches!(self, Error::Invalid(_))
+    }
+
+    /// The server could not be reached at all (refused, unresolvable, unroutable): nothing
+    /// was sent.
+    pub fn is_connect(&self) -> bool {
+        matches!(self, Error::Transport(e) if e.is_connect())
+    }
+
+    /// The request timed out (connecting or waiting for the answer).
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Error::Transport(e) if e.is_timeout())
     }
 
     /// Worth retrying as it is: 429, 503 or a request that did not complete.

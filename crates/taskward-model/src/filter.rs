@@ -19,6 +19,9 @@ pub const MAX_CONDITIONS: usize = 100;
 pub const MAX_LIST: usize = 1000;
 /// Most segments in an `additional_data.<path>`.
 pub const MAX_PATH_SEGMENTS: usize = 16;
+/// Largest magnitude of an integer comparison value: 2^53 - 1, the integers every JSON reader
+/// holds exactly.
+pub const MAX_SAFE_INTEGER: i64 = (1 << 53) - 1;
 /// Largest compiled regex, in bytes: big enough for real patterns, too small for a DoS.
 pub const REGEX_SIZE_LIMIT: usize = 256 * 1024;
 
@@ -474,10 +477,20 @@ fn scalar_for(field: &Field, op: Op, v: &Value, at: &str) -> Result<Scalar, Inva
                 .ok_or_else(|| Invalid::new(at, "must be an RFC 3339 timestamp")),
             _ => Err(Invalid::new(at, "must be an RFC 3339 timestamp")),
         },
+        // `3.0` is the integer 3 in JSON (and in JSON Schema, which the OpenAPI document uses).
+        // Bounded to the integers every JSON reader holds exactly (RFC 7493), so that a number
+        // too large for that cannot round into range.
         FieldKind::Int => v
             .as_i64()
+            .or_else(|| v.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64))
+            .filter(|i| i.unsigned_abs() <= MAX_SAFE_INTEGER as u64)
             .map(Scalar::Int)
-            .ok_or_else(|| Invalid::new(at, "must be an integer")),
+            .ok_or_else(|| {
+                Invalid::new(
+                    at,
+                    format!("must be an integer from -{MAX_SAFE_INTEGER} to {MAX_SAFE_INTEGER}"),
+                )
+            }),
         FieldKind::List => Err(Invalid::new(
             at,
             "lists only support contains, exists and is_null",
@@ -648,6 +661,25 @@ mod tests {
             .map(|_| json!({"field": "task_id", "operator": "eq", "value": "x"}))
             .collect();
         assert!(parse(&json!({"OR": many})).is_err());
+    }
+
+    #[test]
+    fn integral_numbers_are_integers_for_version() {
+        for (value, ok) in [
+            (json!(3), true),
+            (json!(3.0), true),
+            (json!(3.5), false),
+            (json!(1e19), false),
+            (json!("3"), false),
+            (json!(9007199254740991i64), true),
+            (json!(9007199254740992i64), false),
+            (json!(-9007199254740992.0), false),
+            (json!(i64::MIN), false),
+        ] {
+            let got =
+                parse(&json!({"AND": [{"field": "version", "operator": "eq", "value": value}]}));
+            assert_eq!(got.is_ok(), ok, "{value}");
+        }
     }
 
     #[test]

@@ -40,9 +40,10 @@ impl Mode {
     }
 }
 
+// The Display impls use `pad`, not `write_str`, so that `{:<20}` in a table lines columns up.
 impl fmt::Display for Mode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 
@@ -72,7 +73,7 @@ impl OrgId {
 
 impl fmt::Display for OrgId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.pad(&self.0)
     }
 }
 
@@ -163,7 +164,7 @@ impl fmt::Display for Scopes {
             .filter(|s| self.contains(*s))
             .map(Scope::as_str)
             .collect();
-        f.write_str(&names.join(","))
+        f.pad(&names.join(","))
     }
 }
 
@@ -309,5 +310,14 @@ mod tests {
         assert_eq!(s.to_string(), "read,write");
         assert!(Scopes::parse("read,root").is_err());
         assert!(Scopes::parse("").is_err());
+    }
+
+    #[test]
+    fn display_honours_width_and_alignment() {
+        let org = OrgId::parse("acme").unwrap();
+        let scopes = Scopes::parse("read,write").unwrap();
+        assert_eq!(format!("[{org:<6}]"), "[acme  ]");
+        assert_eq!(format!("[{:>6}]", Mode::Live), "[  live]");
+        assert_eq!(format!("[{scopes:<12}]"), "[read,write  ]");
     }
 }

@@ -30,11 +30,11 @@ pub const MAX_SEARCH_LEN: usize = 256;
 pub struct ListTasksBody {
     /// One status or a list of them.
     #[schema(value_type = Option<Object>)]
-    #[serde(default)]
+    #[serde(default, deserialize_with = "statuses")]
     pub status: Option<OneOrMany<TaskStatus>>,
     /// One task type or a list of them.
     #[schema(value_type = Option<Object>)]
-    #[serde(default)]
+    #[serde(default, deserialize_with = "task_types")]
     pub task_type: Option<OneOrMany<String>>,
     /// `{AND?, OR?, NOT?, case_sensitive?}` of conditions `{field, operator, value}`.
     #[schema(value_type = Option<Object>)]
@@ -86,6 +86,62 @@ impl<'de, T: serde::de::DeserializeOwned> Deserialize<'de> for OneOrMany<T> {
     }
 }
 
+/// `status` of a list body: a status, an array of statuses, or null. Anything else is told
+/// what is accepted (serde's own words for an enum fed an object, "expected map with a
+/// single key", mean nothing to a client).
+fn statuses<'de, D: Deserializer<'de>>(d: D) -> Result<Option<OneOrMany<TaskStatus>>, D::Error> {
+    let status = |v: &Value| {
+        v.as_str().and_then(TaskStatus::parse).ok_or_else(|| {
+            let shown = match v {
+                Value::String(s) => format!("`{}`", truncate(s, 40)),
+                other => json_kind(other).to_owned(),
+            };
+            serde::de::Error::custom(format!(
+                "{shown} is not a status; send a status or an array of statuses, from {}",
+                TaskStatus::ALL.map(TaskStatus::as_str).join(", ")
+            ))
+        })
+    };
+    one_or_many(d, status)
+}
+
+/// `task_type` of a list body: a task type, an array of them, or null.
+fn task_types<'de, D: Deserializer<'de>>(d: D) -> Result<Option<OneOrMany<String>>, D::Error> {
+    let task_type = |v: &Value| match v {
+        Value::String(s) => Ok(s.clone()),
+        other => Err(serde::de::Error::custom(format!(
+            "{} is not a task type; send a task type (a string) or an array of them",
+            json_kind(other)
+        ))),
+    };
+    one_or_many(d, task_type)
+}
+
+fn one_or_many<'de, D: Deserializer<'de>, T>(
+    d: D,
+    item: impl Fn(&Value) -> Result<T, D::Error>,
+) -> Result<Option<OneOrMany<T>>, D::Error> {
+    Ok(match Value::deserialize(d)? {
+        Value::Null => None,
+        Value::Array(items) => Some(OneOrMany::Many(
+            items.iter().map(&item).collect::<Result<_, _>>()?,
+        )),
+        v => Some(OneOrMany::One(item(&v)?)),
+    })
+}
+
+/// "an object", "a number"…, for messages about a value of the wrong JSON type.
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
 /// `{"field": "created_at", "direction": "desc"}`
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -111,7 +167,8 @@ pub enum SortField {
 }
 
 impl SortField {
-    const ALL: [SortField; 8] = [
+    /// Every sortable field.
+    pub const ALL: [SortField; 8] = [
         SortField::CreatedAt,
         SortField::UpdatedAt,
         SortField::StartedAt,
@@ -264,27 +321,21 @@ impl Cursor {
 }
 
 /// The paging query parameters, as received (all optional text, checked by [`Paging::parse`]
-/// so that a bad value gets a message naming it). The documented types are what they must parse
-/// as.
-#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
+/// so that a bad value gets a message naming it). The server's OpenAPI document describes
+/// what each must parse as, and which exclude each other.
+#[derive(Debug, Clone, Default, Deserialize)]
 pub struct PagingParams {
     /// 1-based page (default 1).
-    #[param(value_type = Option<u64>, minimum = 1)]
     pub page: Option<String>,
     /// 1 to 1000 (default 10).
-    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     pub page_size: Option<String>,
     /// Alternative to page_size.
-    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     pub limit: Option<String>,
     /// Alternative to page.
-    #[param(value_type = Option<u64>)]
     pub offset: Option<String>,
     /// Opaque keyset cursor from `pagination.next_cursor`.
     pub cursor: Option<String>,
     /// Count all matching tasks (`total`, `total_pages`).
-    #[param(value_type = Option<bool>)]
     pub include_total: Option<String>,
 }
 
@@ -339,10 +390,13 @@ impl Paging {
                 "use either page/page_size or limit/offset, not both",
             ));
         }
-        if let (Some(a), Some(b)) = (page_size, limit) {
-            if a != b {
-                return Err(Invalid::new("limit", "limit and page_size disagree"));
-            }
+        // Even equal values: one size parameter per request keeps the rule simple to state
+        // (and to describe in the OpenAPI document, which cannot compare two parameters).
+        if page_size.is_some() && limit.is_some() {
+            return Err(Invalid::new(
+                "limit",
+                "send page_size (with page) or limit (with offset), not both",
+            ));
         }
         let size = limit.or(page_size).unwrap_or(DEFAULT_PAGE_SIZE.into()) as u32;
         let cursor = match p.cursor.as_deref() {
@@ -377,8 +431,15 @@ impl Paging {
 
 fn parse_num(v: Option<&str>, field: &str, min: u64, max: u64) -> Result<Option<u64>, Invalid> {
     let Some(v) = v else { return Ok(None) };
-    match v.parse::<u64>() {
-        Ok(n) if (min..=max).contains(&n) => Ok(Some(n)),
+    // Digits, optionally with a zero fraction (`2.0` is the integer 2 in JSON Schema, and some
+    // clients print integers that way). Not `+5`, which Rust's parser alone would take.
+    let v = match v.split_once('.') {
+        Some((int, frac)) if !frac.is_empty() && frac.bytes().all(|b| b == b'0') => int,
+        _ => v,
+    };
+    let digits = !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit());
+    match v.parse::<u64>().ok().filter(|_| digits) {
+        Some(n) if (min..=max).contains(&n) => Ok(Some(n)),
         _ => Err(Invalid::new(
             field,
             format!("must be an integer from {min} to {max}"),
@@ -602,6 +663,38 @@ mod tests {
     }
 
     #[test]
+    fn list_body_status_and_type_say_what_they_accept() {
+        let body = |v: Value| serde_json::from_value::<ListTasksBody>(v);
+        for bad in [
+            serde_json::json!({"status": {}}),
+            serde_json::json!({"status": [{}]}),
+            serde_json::json!({"status": 5}),
+            serde_json::json!({"status": ["FAILED", "DONE"]}),
+        ] {
+            let msg = body(bad.clone()).unwrap_err().to_string();
+            assert!(
+                msg.contains("a status or an array of statuses") && msg.contains("IN_PROGRESS"),
+                "{bad}: {msg}"
+            );
+            assert!(!msg.contains("single key"), "{msg}");
+        }
+        let msg = body(serde_json::json!({"task_type": {"a": 1}}))
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("an object is not a task type"), "{msg}");
+        let ok = body(serde_json::json!({"status": "FAILED", "task_type": ["thumbnail"]})).unwrap();
+        assert_eq!(ok.status, Some(OneOrMany::One(TaskStatus::Failed)));
+        assert_eq!(
+            ok.task_type,
+            Some(OneOrMany::Many(vec!["thumbnail".into()]))
+        );
+        assert!(body(serde_json::json!({"status": null}))
+            .unwrap()
+            .status
+            .is_none());
+    }
+
+    #[test]
     fn both_paging_styles_map_to_offsets() {
         let p = Paging::parse(
             &params(&[("page", "3"), ("page_size", "20")]),
@@ -614,6 +707,12 @@ mod tests {
         assert_eq!((p.offset, p.limit, p.style), (7, 5, PagingStyle::Offset));
         let p = Paging::parse(&params(&[]), Sort::default()).unwrap();
         assert_eq!((p.offset, p.limit), (0, DEFAULT_PAGE_SIZE));
+        let p = Paging::parse(
+            &params(&[("page", "2.0"), ("page_size", "5")]),
+            Sort::default(),
+        )
+        .unwrap();
+        assert_eq!((p.offset, p.limit), (5, 5), "2.0 is the integer 2");
     }
 
     #[test]
@@ -627,6 +726,11 @@ mod tests {
             vec![("limit", "99999999999999999999999")],
             vec![("page", "2"), ("offset", "3")],
             vec![("page_size", "5"), ("limit", "6")],
+            vec![("page_size", "5"), ("limit", "5")],
+            vec![("page", "+2")],
+            vec![("page", "2.5")],
+            vec![("page", "2.")],
+            vec![("limit", " 5")],
             vec![("include_total", "maybe")],
             vec![("cursor", "not-a-cursor")],
         ] {

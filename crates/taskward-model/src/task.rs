@@ -27,6 +27,11 @@ impl TaskId {
     /// Longest accepted id.
     pub const MAX_LEN: usize = 128;
 
+    /// What [`TaskId::parse`] accepts, as an ECMA-262 regular expression (for the OpenAPI
+    /// document). `.` and `..` are excluded because URLs collapse them: `/v1/tasks/.` reaches
+    /// `/v1/tasks/`, so such a task could be created but never addressed.
+    pub const PATTERN: &'static str = r"^(?!\.{1,2}$)[A-Za-z0-9._:-]{1,128}$";
+
     /// Validates a client-supplied id.
     pub fn parse(s: &str) -> Result<Self, Invalid> {
         let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-');
@@ -34,6 +39,12 @@ impl TaskId {
             return Err(Invalid::new(
                 "task_id",
                 "must be 1 to 128 characters from A-Z a-z 0-9 . _ : -",
+            ));
+        }
+        if s == "." || s == ".." {
+            return Err(Invalid::new(
+                "task_id",
+                "must not be `.` or `..`: URLs collapse them, so the task could not be addressed",
             ));
         }
         Ok(Self(s.to_owned()))
@@ -52,7 +63,7 @@ impl TaskId {
 
 impl fmt::Display for TaskId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.pad(&self.0)
     }
 }
 
@@ -143,7 +154,7 @@ impl TaskStatus {
 
 impl fmt::Display for TaskStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 
@@ -621,9 +632,13 @@ mod tests {
     fn task_id_accepts_the_documented_alphabet_only() {
         assert!(TaskId::parse("task_abc-1.2:3").is_ok());
         assert!(TaskId::parse(&"a".repeat(128)).is_ok());
-        for bad in ["", "a b", "a/b", "é", "a\0", &"a".repeat(129)] {
+        for bad in ["", "a b", "a/b", "é", "a\0", &"a".repeat(129), ".", ".."] {
             assert!(TaskId::parse(bad).is_err(), "{bad:?}");
         }
+        assert!(
+            TaskId::parse("...").is_ok(),
+            "only the dot segments are refused"
+        );
     }
 
     #[test]

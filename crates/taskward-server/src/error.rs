@@ -20,10 +20,11 @@ pub enum ApiError {
     TaskNotFound,
     #[error("no route for {0}")]
     RouteNotFound(String),
-    #[error("method not allowed")]
+    #[error("method not allowed on this path; the Allow header lists the methods it takes")]
     MethodNotAllowed,
-    #[error("{0}")]
-    Conflict(String),
+    /// 409; `code` tells the two causes apart (`task_terminal`, `task_exists`).
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
     /// Other writers kept changing the task between this write's read and its compare-and-set.
     #[error("too many concurrent writes to this task; retry shortly")]
     Contention,
@@ -57,7 +58,7 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::TaskNotFound | ApiError::RouteNotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Conflict(_) | ApiError::Contention => StatusCode::CONFLICT,
+            ApiError::Conflict { .. } | ApiError::Contention => StatusCode::CONFLICT,
             ApiError::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -71,28 +72,27 @@ impl ApiError {
         }
     }
 
-    /// `error.type` and `error.code`.
-    fn kind_and_code(&self) -> (&'static str, Option<&'static str>) {
+    /// `error.type` and `error.code`. Every error has a code (README's error shape shows
+    /// one), so clients can branch on it without parsing messages.
+    pub fn kind_and_code(&self) -> (&'static str, &'static str) {
         match self {
-            ApiError::Unauthorized(_) => ("unauthorized", Some("invalid_api_key")),
-            ApiError::Forbidden(_) => ("forbidden", Some("missing_scope")),
-            ApiError::TaskNotFound => ("not_found", Some("task_not_found")),
-            ApiError::RouteNotFound(_) => ("not_found", Some("route_not_found")),
-            ApiError::MethodNotAllowed => ("method_not_allowed", None),
-            ApiError::Conflict(_) => ("conflict", None),
-            ApiError::Contention => ("conflict", Some("write_contention")),
-            ApiError::PreconditionFailed { .. } => {
-                ("precondition_failed", Some("version_mismatch"))
-            }
-            ApiError::PayloadTooLarge(_) => ("payload_too_large", None),
-            ApiError::UnsupportedMediaType => ("unsupported_media_type", None),
-            ApiError::MalformedJson(_) => ("validation_error", Some("invalid_json")),
-            ApiError::Invalid(_) => ("validation_error", Some("invalid_value")),
-            ApiError::Unavailable(_) => ("unavailable", None),
-            ApiError::RequestTimeout(_) => ("unavailable", Some("request_timeout")),
-            ApiError::RateLimited { .. } => ("rate_limited", Some("rate_limited")),
-            ApiError::BodyTimeout(_) => ("timeout", Some("request_body_timeout")),
-            ApiError::Internal => ("internal_error", None),
+            ApiError::Unauthorized(_) => ("unauthorized", "invalid_api_key"),
+            ApiError::Forbidden(_) => ("forbidden", "missing_scope"),
+            ApiError::TaskNotFound => ("not_found", "task_not_found"),
+            ApiError::RouteNotFound(_) => ("not_found", "route_not_found"),
+            ApiError::MethodNotAllowed => ("method_not_allowed", "method_not_allowed"),
+            ApiError::Conflict { code, .. } => ("conflict", code),
+            ApiError::Contention => ("conflict", "write_contention"),
+            ApiError::PreconditionFailed { .. } => ("precondition_failed", "version_mismatch"),
+            ApiError::PayloadTooLarge(_) => ("payload_too_large", "body_too_large"),
+            ApiError::UnsupportedMediaType => ("unsupported_media_type", "not_json"),
+            ApiError::MalformedJson(_) => ("validation_error", "invalid_json"),
+            ApiError::Invalid(_) => ("validation_error", "invalid_value"),
+            ApiError::Unavailable(_) => ("unavailable", "tier_unavailable"),
+            ApiError::RequestTimeout(_) => ("unavailable", "request_timeout"),
+            ApiError::RateLimited { .. } => ("rate_limited", "rate_limited"),
+            ApiError::BodyTimeout(_) => ("timeout", "request_body_timeout"),
+            ApiError::Internal => ("internal_error", "internal_error"),
         }
     }
 
@@ -125,7 +125,7 @@ impl ApiError {
             error: ErrorDetail {
                 message: self.to_string(),
                 kind: kind.into(),
-                code: code.map(Into::into),
+                code: Some(code.into()),
                 details: self.details(),
             },
         }
@@ -155,11 +155,26 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl ApiError {
+    /// The same error with a more precise `code` when it is a 409: a handler knows which
+    /// rule its conflicts come from (a create: the id exists with other content; an update:
+    /// the task is terminal).
+    pub fn conflict_code(self, code: &'static str) -> ApiError {
+        match self {
+            ApiError::Conflict { message, .. } => ApiError::Conflict { code, message },
+            other => other,
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound => ApiError::TaskNotFound,
-            StoreError::Conflict(m) => ApiError::Conflict(m),
+            StoreError::Conflict(message) => ApiError::Conflict {
+                code: "conflict",
+                message,
+            },
             StoreError::Invalid(m) => ApiError::Invalid(Invalid::new("filters", m)),
             StoreError::VersionMismatch { expected, current } => {
                 ApiError::PreconditionFailed { expected, current }

@@ -4,7 +4,10 @@
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
+use std::sync::OnceLock;
+
 use bytes::Bytes;
+use regex::Regex;
 use serde::de::DeserializeOwned;
 use taskward_model::{Invalid, TaskId};
 
@@ -77,9 +80,17 @@ fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-/// Parses a body, naming the offending field on type errors.
+/// Parses a body, naming the offending field on type errors. Every body of the API is a JSON
+/// object: serde would also read a struct from an array (`[null, null]` as positional fields),
+/// which no client means.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8], max_depth: usize) -> Result<T, ApiError> {
     check_depth(bytes, max_depth)?;
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        return Err(ApiError::Invalid(Invalid::new(
+            "body",
+            "must be a JSON object, not an array",
+        )));
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
@@ -164,10 +175,26 @@ impl<S: Send + Sync> FromRequestParts<S> for TaskIdPath {
         let Path(raw) = Path::<String>::from_request_parts(parts, state)
             .await
             .map_err(|_| ApiError::Invalid(Invalid::new("task_id", "is not valid UTF-8 text")))?;
-        TaskId::parse(&raw)
-            .map(TaskIdPath)
-            .map_err(ApiError::Invalid)
+        let id = TaskId::parse(&raw).map_err(ApiError::Invalid)?;
+        // A reserved id never names a task (creates refuse it), and `POST /v1/tasks/list/kill`
+        // answering "nothing to cancel" would suggest otherwise.
+        crate::router::refuse_reserved_task_id(&id)?;
+        Ok(TaskIdPath(id))
     }
+}
+
+/// `If-Match`: `*`, or one entity tag `"<version>"` / `W/"<version>"` / a bare version.
+/// Versions have at most 19 digits, so every match fits a `u64`. The OpenAPI document states
+/// this same pattern, and the extractor checks with it, so the two cannot disagree.
+pub const IF_MATCH_PATTERN: &str = r#"^(\*|(W/)?("[0-9]{1,19}"|[0-9]{1,19}))$"#;
+
+/// `If-None-Match`: `*`, or a comma-separated list of entity tags as in [`IF_MATCH_PATTERN`];
+/// empty list elements (`"1", ,"2",`) are allowed, as HTTP's list syntax requires.
+pub const IF_NONE_MATCH_PATTERN: &str = r#"^(\*|(,[ \t]*)*(W/)?("[0-9]{1,19}"|[0-9]{1,19})([ \t]*,([ \t]*(W/)?("[0-9]{1,19}"|[0-9]{1,19}))?)*)[ \t]*$"#;
+
+fn matches(pattern: &'static str, cell: &'static OnceLock<Regex>, value: &str) -> bool {
+    cell.get_or_init(|| Regex::new(pattern).expect("the ETag patterns compile"))
+        .is_match(value)
 }
 
 /// `If-Match: "<version>"` (also `W/"<version>"`, a bare number, or `*` for "any").
@@ -191,7 +218,11 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
         if values.next().is_some() {
             return Err(bad());
         }
-        let s = v.to_str().map_err(|_| bad())?.trim();
+        static PATTERN: OnceLock<Regex> = OnceLock::new();
+        let s = v.to_str().map_err(|_| bad())?;
+        if !matches(IF_MATCH_PATTERN, &PATTERN, s) {
+            return Err(bad());
+        }
         if s == "*" {
             return Ok(IfMatch(None));
         }
@@ -249,13 +280,17 @@ impl<S: Send + Sync> FromRequestParts<S> for IfNoneMatch {
                 "must be `*` or a list of ETags, \"<version>\", as sent in ETag",
             ))
         };
+        static PATTERN: OnceLock<Regex> = OnceLock::new();
         let mut versions = Vec::new();
         let mut any = false;
         let mut present = false;
         for value in parts.headers.get_all(header::IF_NONE_MATCH) {
             present = true;
-            // Empty list elements (`"1",`) are allowed by HTTP's list syntax.
-            for tag in value.to_str().map_err(|_| bad())?.split(',') {
+            let value = value.to_str().map_err(|_| bad())?;
+            if !matches(IF_NONE_MATCH_PATTERN, &PATTERN, value) {
+                return Err(bad());
+            }
+            for tag in value.split(',') {
                 if tag.trim().is_empty() {
                     continue;
                 }
@@ -287,6 +322,43 @@ mod tests {
     }
 
     #[test]
+    fn etag_headers_follow_the_documented_grammar() {
+        static M: OnceLock<Regex> = OnceLock::new();
+        static N: OnceLock<Regex> = OnceLock::new();
+        for ok in ["*", "\"1\"", "W/\"12\"", "7", &"9".repeat(19)] {
+            assert!(matches(IF_MATCH_PATTERN, &M, ok), "{ok}");
+            assert!(etag_version(ok).is_some() || ok == "*", "{ok}");
+        }
+        for bad in [
+            "",
+            "+1",
+            "\"1",
+            "1\"",
+            "\"1\", \"2\"",
+            &"9".repeat(20),
+            " 1",
+            "W/",
+            "\"-1\"",
+        ] {
+            assert!(!matches(IF_MATCH_PATTERN, &M, bad), "{bad}");
+        }
+        for ok in [
+            "*",
+            "\"1\"",
+            "\"1\", W/\"2\"",
+            "1,2",
+            "\"1\",",
+            "\"1\", ",
+            ", \"1\",, \"2\"",
+        ] {
+            assert!(matches(IF_NONE_MATCH_PATTERN, &N, ok), "{ok}");
+        }
+        for bad in ["", ",", "*, \"1\"", "abc", "\"v1\"", "\"1\" \"2\""] {
+            assert!(!matches(IF_NONE_MATCH_PATTERN, &N, bad), "{bad}");
+        }
+    }
+
+    #[test]
     fn type_errors_name_the_field() {
         #[derive(Debug, serde::Deserialize)]
         #[serde(deny_unknown_fields)]
@@ -303,6 +375,10 @@ mod tests {
                 assert!(inv.message.contains("unknown field `b`"), "{inv:?}")
             }
             other => panic!("{other:?}"),
+        }
+        match parse_json::<B>(b" [[1]]", 32) {
+            Err(ApiError::Invalid(inv)) => assert_eq!(inv.field, "body"),
+            other => panic!("an array is not a body: {other:?}"),
         }
         assert!(matches!(
             parse_json::<B>(b"{", 32),

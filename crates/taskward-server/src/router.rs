@@ -9,12 +9,34 @@ use axum::routing::{get, post};
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 
+use taskward_model::{Invalid, TaskId};
+
 use crate::api::{health, tasks};
 use crate::error::ApiError;
 use crate::limits::{self, Limits};
 use crate::metrics;
 use crate::state::AppState;
 use crate::telemetry;
+
+/// Task ids that are literal path segments of the API under `/v1/tasks/`: a task with such an
+/// id could be created but never read, updated or killed, since the literal route shadows
+/// it (SPEC: refused with 422 at create). `counts` is reserved ahead of its route. A test
+/// below fails when a route adds a literal segment that is not listed here.
+pub const RESERVED_TASK_IDS: [&str; 2] = ["list", "counts"];
+
+/// 422 for a create that names a reserved id.
+pub fn refuse_reserved_task_id(id: &TaskId) -> Result<(), Invalid> {
+    if RESERVED_TASK_IDS.contains(&id.as_str()) {
+        return Err(Invalid::new(
+            "task_id",
+            format!(
+                "`{id}` is reserved: /v1/tasks/{id} is another endpoint of the API (reserved ids: {}); choose another id",
+                RESERVED_TASK_IDS.join(", ")
+            ),
+        ));
+    }
+    Ok(())
+}
 
 /// The router over `state`. Pure: tests can drive it with `oneshot`, no socket needed.
 pub fn router(state: AppState) -> Router {
@@ -73,4 +95,51 @@ fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
         .unwrap_or("(non-string panic)");
     tracing::error!(panic = msg, "handler panicked");
     ApiError::Internal.into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every `.route("…")` path of this file.
+    fn route_paths() -> Vec<&'static str> {
+        let src = include_str!("router.rs");
+        src.split(".route(\"")
+            .skip(1)
+            .filter_map(|rest| rest.split('"').next())
+            .collect()
+    }
+
+    #[test]
+    fn every_literal_segment_under_tasks_is_a_reserved_task_id() {
+        let paths = route_paths();
+        assert!(paths.contains(&"/v1/tasks/list"), "{paths:?}");
+        for path in paths {
+            let Some(rest) = path.strip_prefix("/v1/tasks/") else {
+                continue;
+            };
+            let segment = rest.split('/').next().unwrap_or("");
+            if segment.is_empty() || segment.starts_with('{') {
+                continue;
+            }
+            assert!(
+                RESERVED_TASK_IDS.contains(&segment),
+                "route {path} shadows the task id `{segment}`: add it to RESERVED_TASK_IDS"
+            );
+        }
+    }
+
+    #[test]
+    fn reserved_ids_are_refused_and_others_pass() {
+        for id in RESERVED_TASK_IDS {
+            let err = refuse_reserved_task_id(&TaskId::parse(id).unwrap()).unwrap_err();
+            assert_eq!(err.field, "task_id");
+        }
+        for id in ["lists", "List", "counts2", "task_list"] {
+            assert!(
+                refuse_reserved_task_id(&TaskId::parse(id).unwrap()).is_ok(),
+                "{id}"
+            );
+        }
+    }
 }

@@ -32,6 +32,8 @@ pub struct Shared {
     /// Recently confirmed keys, so auth costs no database round trip.
     pub keys: KeyCache,
     pub metrics: crate::metrics::Metrics,
+    /// `/openapi.json`, serialised once: it enumerates this configuration's task types.
+    pub openapi: bytes::Bytes,
 }
 
 impl std::ops::Deref for AppState {
@@ -47,7 +49,9 @@ impl AppState {
     pub fn new(settings: Settings, storage: Storage) -> anyhow::Result<Self> {
         let task_types = TaskTypes::new(&settings.task_types)?;
         let metrics = crate::metrics::Metrics::new(storage.tasks.clone());
+        let openapi = serde_json::to_vec(&crate::openapi::document(&task_types))?.into();
         Ok(AppState(Arc::new(Shared {
+            openapi,
             store: storage.tasks,
             key_store: storage.keys,
             keys: KeyCache::new(Duration::from_millis(settings.auth.key_cache_ttl_ms)),

@@ -1,7 +1,10 @@
 //! The Tasks API: public endpoints (get, list, kill) and producer endpoints (create, update).
 //!
 //! Handlers check the caller's scope, validate what the extractors could not (registered task
-//! types, listing queries), call the store and render. They never see a tier.
+//! types, reserved ids, listing queries), call the store and render. They never see a tier.
+//!
+//! The `#[utoipa::path]` annotations give each operation its responses; the parameters and
+//! request schemas, with the constraints utoipa cannot state, are added in `openapi.rs`.
 
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
@@ -14,7 +17,7 @@ use taskward_model::list::{ListQuery, ListResponse, ListTasksBody, Paging, Pagin
 use taskward_model::Invalid;
 use taskward_model::{CreateTask, ErrorBody, Scope, Task, TaskResponse, UpdateTask};
 use taskward_store::{Killed, RenderedTask, Source};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
 use crate::auth::Caller;
 use crate::error::ApiError;
@@ -61,13 +64,11 @@ pub struct KillResponse {
 }
 
 /// Query of `GET /v1/tasks/{task_id}`.
-#[derive(Debug, Default, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
+#[derive(Debug, Default, Deserialize)]
 pub struct GetParams {
     /// Long-poll: wait up to this many seconds (capped by the server's `max_wait_secs`,
     /// default 60) for the task to change from the version in `If-None-Match` (or, without
     /// it, from its current version). Answers at once when the task is terminal or differs.
-    #[param(value_type = Option<f64>, minimum = 0)]
     pub wait: Option<String>,
 }
 
@@ -96,11 +97,6 @@ impl GetParams {
 /// Get one task; with `?wait=` and `If-None-Match`, wait for it to change (long-poll).
 #[utoipa::path(
     get, path = "/v1/tasks/{task_id}", tag = "tasks",
-    params(
-        ("task_id" = String, Path, description = "The task's id"),
-        ("If-None-Match" = Option<String>, Header, description = "ETags the client holds: 304 if the task still has one of these versions"),
-        GetParams,
-    ),
     responses(
         (status = 200, description = "The task; `ETag` carries its version", body = TaskResponse),
         (status = 304, description = "The task's version is one in If-None-Match (after any wait)"),
@@ -190,7 +186,6 @@ fn etag(version: u64) -> HeaderValue {
 /// List active (non-terminal) tasks, newest first.
 #[utoipa::path(
     get, path = "/v1/tasks", tag = "tasks",
-    params(PagingParams),
     responses(
         (status = 200, body = ListResponse),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
@@ -216,7 +211,6 @@ pub async fn list_active_tasks(
 /// List tasks with status, type, filters, search and sort.
 #[utoipa::path(
     post, path = "/v1/tasks/list", tag = "tasks",
-    params(PagingParams),
     request_body(content = ListTasksBody, description = "All keys optional; an empty body lists everything"),
     responses(
         (status = 200, body = ListResponse),
@@ -246,7 +240,6 @@ pub async fn list_tasks(
 /// Kill (cancel) a task. Idempotent: terminal and unknown tasks are left as they are.
 #[utoipa::path(
     delete, path = "/v1/tasks/{task_id}", tag = "tasks",
-    params(("task_id" = String, Path, description = "The task's id")),
     responses(
         (status = 200, body = KillResponse),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
@@ -274,7 +267,6 @@ pub async fn kill_task(
 /// Kill (cancel) a task; the same operation as `DELETE /v1/tasks/{task_id}`.
 #[utoipa::path(
     post, path = "/v1/tasks/{task_id}/kill", tag = "tasks",
-    params(("task_id" = String, Path, description = "The task's id")),
     responses(
         (status = 200, body = KillResponse),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
@@ -310,8 +302,15 @@ pub async fn create_task(
     ApiJson(req): ApiJson<CreateTask>,
 ) -> Result<Response, ApiError> {
     caller.require(Scope::Write)?;
+    if let Some(id) = &req.task_id {
+        crate::router::refuse_reserved_task_id(id)?;
+    }
     state.task_types.check("task_type", &req.task_type)?;
-    let created = state.store.create(&caller.tenant, req).await?;
+    let created = state
+        .store
+        .create(&caller.tenant, req)
+        .await
+        .map_err(|e| ApiError::from(e).conflict_code("task_exists"))?;
     let status = if created.new {
         StatusCode::CREATED
     } else {
@@ -323,10 +322,6 @@ pub async fn create_task(
 /// Update a task (producers): `additional_data` is merge-patched, the rest replaced.
 #[utoipa::path(
     patch, path = "/v1/tasks/{task_id}", tag = "producers",
-    params(
-        ("task_id" = String, Path, description = "The task's id"),
-        ("If-Match" = Option<String>, Header, description = "\"<version>\": apply only to this version"),
-    ),
     request_body = UpdateTask,
     responses(
         (status = 200, description = "The updated task; `ETag` carries its version", body = TaskResponse),
@@ -349,6 +344,7 @@ pub async fn update_task(
     let task = state
         .store
         .update(&caller.tenant, &id, &update, if_match)
-        .await?;
+        .await
+        .map_err(|e| ApiError::from(e).conflict_code("task_terminal"))?;
     Ok(written_response(StatusCode::OK, task))
 }

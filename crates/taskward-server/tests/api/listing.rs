@@ -556,3 +556,24 @@ async fn cursors_are_checked() {
         assert_eq!(b["error"]["details"]["field"], "cursor", "{q}");
     }
 }
+
+#[tokio::test]
+async fn the_largest_filters_the_limits_allow_run_on_every_back_end() {
+    let app = spawn_app().await;
+    app.create_ok(
+        json!({"task_id": "big", "task_type": "thumbnail", "additional_data": {"n": 999}}),
+    )
+    .await;
+    let values: Vec<Value> = (0..1000)
+        .map(|i| if i % 2 == 1 { json!(i) } else { Value::Null })
+        .collect();
+    let empty_groups: Vec<Value> = (0..2000).map(|_| json!({})).collect();
+    for filters in [
+        // 1000 in-values: once a chain of 1000 ORs, deeper than SQLite parses (it answered 500).
+        json!({"OR": [{"field": "additional_data.n", "operator": "in", "value": values}]}),
+        json!({"AND": empty_groups}),
+        json!({"OR": (0..100).map(|i| json!({"field": "additional_data.n", "operator": "eq", "value": 900 + i})).collect::<Vec<_>>()}),
+    ] {
+        assert_eq!(app.list_ids("", json!({"filters": filters})).await, ["big"]);
+    }
+}

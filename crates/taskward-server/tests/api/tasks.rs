@@ -463,3 +463,146 @@ async fn health_readiness_request_ids_and_openapi() {
     let statuses = &doc["components"]["schemas"]["TaskStatus"]["enum"];
     assert!(statuses.as_array().unwrap().contains(&json!("IN_PROGRESS")));
 }
+
+#[tokio::test]
+async fn ids_that_are_paths_of_the_api_are_refused_at_create_and_in_paths() {
+    let app = spawn_app().await;
+    for id in ["list", "counts", ".", ".."] {
+        let res = app
+            .create(&app.key, json!({"task_id": id, "task_type": "thumbnail"}))
+            .await;
+        let body = assert_error(res, StatusCode::UNPROCESSABLE_ENTITY).await;
+        assert_eq!(body["error"]["details"]["field"], "task_id", "{id}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_value", "{id}: {body}");
+    }
+    let res = app
+        .create(
+            &app.key,
+            json!({"task_id": "list", "task_type": "thumbnail"}),
+        )
+        .await;
+    let body = assert_error(res, StatusCode::UNPROCESSABLE_ENTITY).await;
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("reserved") && message.contains("counts"),
+        "{body}"
+    );
+    // Nothing was stored, and the route it would shadow still works.
+    assert!(app.snapshot().await.is_empty());
+    assert_eq!(
+        app.list(&app.key, "", json!({})).await.status(),
+        StatusCode::OK
+    );
+    // Ids that merely contain a reserved word are ordinary.
+    for id in ["lists", "List", "counts-1", "...", "my.list"] {
+        app.create_ok(json!({"task_id": id, "task_type": "thumbnail"}))
+            .await;
+        assert_eq!(app.get_ok(id).await["task_id"], id);
+    }
+    // A path naming a reserved id is refused too, rather than "nothing to cancel".
+    let res = app
+        .req(Method::POST, "/v1/tasks/list/kill", &app.key)
+        .send()
+        .await
+        .unwrap();
+    let body = assert_error(res, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(body["error"]["details"]["field"], "task_id", "{body}");
+}
+
+#[tokio::test]
+async fn every_error_has_a_code_that_names_its_cause() {
+    let app = spawn_app().await;
+    // 405, with the methods that are allowed.
+    let res = app
+        .req(Method::PUT, "/v1/tasks/t1", &app.key)
+        .send()
+        .await
+        .unwrap();
+    let allow = res.headers()["allow"].to_str().unwrap().to_owned();
+    assert!(
+        allow.contains("PATCH") && allow.contains("DELETE"),
+        "{allow}"
+    );
+    let body = assert_error(res, StatusCode::METHOD_NOT_ALLOWED).await;
+    assert_eq!(body["error"]["code"], "method_not_allowed", "{body}");
+
+    // 415.
+    let res = app
+        .req(Method::POST, "/v1/tasks", &app.key)
+        .header("Content-Type", "text/plain")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    let body = assert_error(res, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
+    assert_eq!(body["error"]["code"], "not_json", "{body}");
+
+    // 409 of a create: the id exists with other content.
+    app.create_ok(json!({"task_id": "t1", "task_type": "thumbnail"}))
+        .await;
+    let res = app
+        .create(
+            &app.key,
+            json!({"task_id": "t1", "task_type": "materialize"}),
+        )
+        .await;
+    let body = assert_error(res, StatusCode::CONFLICT).await;
+    assert_eq!(body["error"]["code"], "task_exists", "{body}");
+
+    // 409 of an update: the task has ended.
+    let res = app
+        .patch(&app.key, "t1", json!({"status": "COMPLETED"}))
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let res = app.patch(&app.key, "t1", json!({"status": "FAILED"})).await;
+    let body = assert_error(res, StatusCode::CONFLICT).await;
+    assert_eq!(body["error"]["code"], "task_terminal", "{body}");
+
+    // 404 and 422 keep theirs.
+    let body = assert_error(app.get(&app.key, "nope").await, StatusCode::NOT_FOUND).await;
+    assert_eq!(body["error"]["code"], "task_not_found", "{body}");
+    let res = app.list(&app.key, "?page=0", json!({})).await;
+    let body = assert_error(res, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(body["error"]["code"], "invalid_value", "{body}");
+}
+
+#[tokio::test]
+async fn a_list_body_of_the_wrong_shape_says_what_is_accepted() {
+    let app = spawn_app().await;
+    for (body, field, says) in [
+        (
+            json!({"status": {}}),
+            "status",
+            "a status or an array of statuses",
+        ),
+        (
+            json!({"status": [{}]}),
+            "status",
+            "a status or an array of statuses",
+        ),
+        (
+            json!({"status": "DONE"}),
+            "status",
+            "a status or an array of statuses",
+        ),
+        (
+            json!({"task_type": {"a": 1}}),
+            "task_type",
+            "a task type (a string) or an array of them",
+        ),
+    ] {
+        let res = app.list(&app.key, "", body.clone()).await;
+        let b = assert_error(res, StatusCode::UNPROCESSABLE_ENTITY).await;
+        let message = b["error"]["message"].as_str().unwrap();
+        assert!(message.contains(says), "{body}: {b}");
+        assert!(!message.contains("single key"), "serde's words leaked: {b}");
+        assert_eq!(b["error"]["details"]["field"], field, "{body}: {b}");
+    }
+    for ok in [
+        json!({"status": "FAILED"}),
+        json!({"status": ["FAILED", "PENDING"]}),
+        json!({"status": null}),
+    ] {
+        assert_eq!(app.list(&app.key, "", ok).await.status(), StatusCode::OK);
+    }
+}

@@ -64,6 +64,42 @@ impl ClientArgs {
         };
         Ok(Client::new(&self.url, key)?)
     }
+
+    /// A failure to reach the server, said with what to check. Other errors pass unchanged:
+    /// their messages already name each cause once.
+    fn explain<T>(&self, result: anyhow::Result<T>) -> anyhow::Result<T> {
+        let e = match result {
+            Ok(v) => return Ok(v),
+            Err(e) => e,
+        };
+        let Some(client_err) = e.downcast_ref::<Error>() else {
+            return Err(e);
+        };
+        // The innermost cause says why (refused, no such host…); the outer ones only repeat
+        // the URL and the layers it went through.
+        let root = {
+            let mut cause: &dyn std::error::Error = client_err;
+            while let Some(next) = cause.source() {
+                cause = next;
+            }
+            cause.to_string()
+        };
+        if client_err.is_connect() {
+            bail!(
+                "cannot reach a taskward server at {} ({root}). Is it running (`taskward serve`)? \
+                 Check --url or TASKWARD_URL.",
+                self.url
+            );
+        }
+        if client_err.is_timeout() {
+            bail!(
+                "the taskward server at {} did not answer in time ({root}). It may be \
+                 overloaded or a proxy may be holding the request; check --url or TASKWARD_URL.",
+                self.url
+            );
+        }
+        Err(e)
+    }
 }
 
 #[derive(Debug, Args)]
@@ -156,6 +192,11 @@ pub struct UpdateArgs {
 
 /// `taskward get`.
 pub async fn get(a: GetArgs) -> anyhow::Result<ExitCode> {
+    let conn = a.conn.clone();
+    conn.explain(get_inner(a).await)
+}
+
+async fn get_inner(a: GetArgs) -> anyhow::Result<ExitCode> {
     let client = a.conn.client()?;
     let (task, code) = if a.wait {
         let timeout = seconds(a.timeout)?.unwrap_or(Duration::MAX);
@@ -191,6 +232,11 @@ pub async fn get(a: GetArgs) -> anyhow::Result<ExitCode> {
 
 /// `taskward list`.
 pub async fn list(a: ListArgs) -> anyhow::Result<ExitCode> {
+    let conn = a.conn.clone();
+    conn.explain(list_inner(a).await)
+}
+
+async fn list_inner(a: ListArgs) -> anyhow::Result<ExitCode> {
     let client = a.conn.client()?;
     let statuses: Vec<TaskStatus> = if a.active {
         TaskStatus::ALL
@@ -225,6 +271,11 @@ pub async fn list(a: ListArgs) -> anyhow::Result<ExitCode> {
 
 /// `taskward kill`.
 pub async fn kill(a: KillArgs) -> anyhow::Result<ExitCode> {
+    let conn = a.conn.clone();
+    conn.explain(kill_inner(a).await)
+}
+
+async fn kill_inner(a: KillArgs) -> anyhow::Result<ExitCode> {
     let res = a.conn.client()?.kill(&a.task_id).await?;
     writeln!(std::io::stdout().lock(), "{}", res.message)?;
     Ok(ExitCode::SUCCESS)
@@ -232,6 +283,11 @@ pub async fn kill(a: KillArgs) -> anyhow::Result<ExitCode> {
 
 /// `taskward create`.
 pub async fn create(a: CreateArgs) -> anyhow::Result<ExitCode> {
+    let conn = a.conn.clone();
+    conn.explain(create_inner(a).await)
+}
+
+async fn create_inner(a: CreateArgs) -> anyhow::Result<ExitCode> {
     let client = a.conn.client()?;
     let task: CreateTask = parse_body(&a.body)?;
     let created = client.create(&task).await?;
@@ -249,6 +305,11 @@ pub async fn create(a: CreateArgs) -> anyhow::Result<ExitCode> {
 
 /// `taskward update`.
 pub async fn update(a: UpdateArgs) -> anyhow::Result<ExitCode> {
+    let conn = a.conn.clone();
+    conn.explain(update_inner(a).await)
+}
+
+async fn update_inner(a: UpdateArgs) -> anyhow::Result<ExitCode> {
     let client = a.conn.client()?;
     let patch: UpdateTask = parse_body(&a.body)?;
     let task = client.update(&a.task_id, &patch, a.if_match).await?;
@@ -265,6 +326,11 @@ pub async fn update(a: UpdateArgs) -> anyhow::Result<ExitCode> {
 /// `taskward watch`: a live line on a terminal, one tab-separated line per change when piped
 /// (`task_id  status  version  elapsed  progress`).
 pub async fn watch(a: WatchArgs) -> anyhow::Result<ExitCode> {
+    let conn = a.conn.clone();
+    conn.explain(watch_inner(a).await)
+}
+
+async fn watch_inner(a: WatchArgs) -> anyhow::Result<ExitCode> {
     let client = a.conn.client()?;
     let deadline = seconds(a.timeout)?.and_then(|d| tokio::time::Instant::now().checked_add(d));
     let mut watch = client.watch(&a.task_id)?;

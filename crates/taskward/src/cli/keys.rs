@@ -8,6 +8,7 @@ use clap::{Args, Subcommand};
 use taskward_model::{Mode, OrgId, Scopes};
 use taskward_server::open_store;
 
+use super::render;
 use super::StoreArgs;
 
 #[derive(Debug, Subcommand)]
@@ -84,29 +85,26 @@ pub async fn run(cmd: KeysCommand) -> anyhow::Result<()> {
                     writeln!(out, "{}", serde_json::to_string(k)?)?;
                 }
             } else {
-                writeln!(
-                    out,
-                    "{:<22} {:<20} {:<5} {:<23} {:<14} {:<28} REVOKED",
-                    "KEY_ID", "ORG", "MODE", "SCOPES", "HINT", "CREATED"
-                )?;
+                let mut rows = vec![[
+                    "KEY_ID", "ORG", "MODE", "SCOPES", "HINT", "CREATED", "REVOKED",
+                ]
+                .map(String::from)];
                 for k in &keys {
-                    let revoked = k
-                        .revoked_at
-                        .as_ref()
-                        .map(taskward_model::time::format)
-                        .unwrap_or_else(|| "-".into());
-                    writeln!(
-                        out,
-                        "{:<22} {:<20} {:<5} {:<23} {:<14} {:<28} {}",
-                        k.key_id,
-                        k.org,
-                        k.mode,
-                        k.scopes,
-                        k.hint,
-                        taskward_model::time::format(&k.created_at),
-                        revoked
-                    )?;
+                    let time = taskward_model::time::format;
+                    rows.push([
+                        k.key_id.clone(),
+                        k.org.to_string(),
+                        k.mode.to_string(),
+                        k.scopes.to_string(),
+                        k.hint.clone(),
+                        time(&k.created_at),
+                        k.revoked_at
+                            .as_ref()
+                            .map(time)
+                            .unwrap_or_else(|| "-".into()),
+                    ]);
                 }
+                write!(out, "{}", render::aligned(&rows))?;
             }
         }
         KeysCommand::Revoke(a) => {

@@ -174,6 +174,29 @@ pub fn task_view(t: &TaskResponse, colour: bool) -> String {
     out
 }
 
+/// Rows of plain text as columns aligned with two spaces, each as wide as its widest cell
+/// (an organisation id may be 64 characters: fixed widths would not line up).
+pub fn aligned<const N: usize>(rows: &[[String; N]]) -> String {
+    let mut width = [0usize; N];
+    for r in rows {
+        for (w, cell) in width.iter_mut().zip(r) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for r in rows {
+        for (i, cell) in r.iter().enumerate() {
+            out.push_str(cell);
+            if i + 1 < N {
+                let pad = width[i] - cell.chars().count();
+                out.push_str(&" ".repeat(pad + 2));
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
 /// Tasks as a table: a header line, one line per task, columns aligned with spaces (padding
 /// is computed on the plain text, so colour never shifts a column).
 pub fn table(tasks: &[TaskResponse], colour: bool) -> String {

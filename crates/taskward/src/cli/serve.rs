@@ -1,7 +1,7 @@
 //! `taskward serve`: bind, issue the first-start key if this data directory never had one,
 //! serve until SIGINT/SIGTERM, drain.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 
 use clap::Args;
@@ -9,6 +9,7 @@ use taskward_server::settings::{LogFormat, LogSettings};
 use taskward_server::Server;
 use tracing_subscriber::EnvFilter;
 
+use super::render;
 use super::StoreArgs;
 
 #[derive(Debug, Args)]
@@ -53,8 +54,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
 fn init_logging(log: &LogSettings) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&log.filter));
+    // Colour only for a person at a terminal: stderr redirected to a file or a log collector
+    // gets plain lines (escape codes break grep and log parsers), and `NO_COLOR` wins.
+    let colour = render::colour_for(std::io::stderr().is_terminal());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     match log.format {
         LogFormat::Json => builder.json().init(),

@@ -172,8 +172,36 @@ async fn get_prints_a_readable_view_or_the_json_body_and_errors_exit_1() {
     let mut cmd = app.cmd(&["get", "g1"]);
     cmd.env("TASKWARD_URL", "http://127.0.0.1:9");
     let err = app.run_cmd(cmd).await.expect(1).stderr();
-    assert!(err.contains("request failed"), "{err}");
+    assert!(err.contains("cannot reach"), "{err}");
     app.run(&["get"]).await.expect(2);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn errors_name_each_cause_once_and_an_unreachable_server_says_what_to_check() {
+    let app = App::start().await;
+    // Refused before sending: the id's rule, once.
+    let err = app.run(&["get", "bad id!"]).await.expect(1).stderr();
+    assert_eq!(err.matches("must be").count(), 1, "{err}");
+    assert_eq!(err.matches("task_id").count(), 1, "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+
+    // Nothing listens on the discard port: the URL once, the reason once, what to check.
+    for args in [&["get", "g1"][..], &["list"], &["kill", "g1"]] {
+        let mut cmd = app.cmd(args);
+        cmd.env("TASKWARD_URL", "http://127.0.0.1:9");
+        let err = app.run_cmd(cmd).await.expect(1).stderr();
+        assert_eq!(err.matches("127.0.0.1:9").count(), 1, "{err}");
+        assert_eq!(err.to_lowercase().matches("refused").count(), 1, "{err}");
+        assert!(
+            err.contains("Is it running") && err.contains("--url") && err.contains("TASKWARD_URL"),
+            "{err}"
+        );
+    }
+
+    // The server's answer: its message once, with the status.
+    let err = app.run(&["get", "nope"]).await.expect(1).stderr();
+    assert_eq!(err.matches("task not found").count(), 1, "{err}");
     app.stop().await;
 }
 
@@ -527,14 +555,14 @@ async fn get_wait_waits_for_the_end_and_exits_like_watch() {
 }
 
 /// A command running on a pseudo-terminal of `cols`×24, its output fed to a screen.
-struct Pty {
+pub(crate) struct Pty {
     child: Child,
     screen: Arc<Mutex<vt100::Parser>>,
     reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Pty {
-    fn spawn(mut cmd: Command, cols: u16) -> Pty {
+    pub(crate) fn spawn(mut cmd: Command, cols: u16) -> Pty {
         use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
         let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).expect("openpt");
         grantpt(&master).expect("grantpt");
@@ -587,12 +615,12 @@ impl Pty {
         }
     }
 
-    fn contents(&self) -> String {
+    pub(crate) fn contents(&self) -> String {
         self.screen.lock().unwrap().screen().contents()
     }
 
     /// Waits until the screen shows `text`.
-    async fn wait_for(&self, text: &str) {
+    pub(crate) async fn wait_for(&self, text: &str) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while !self.contents().contains(text) {
             assert!(
@@ -621,7 +649,7 @@ impl Pty {
     }
 
     /// Whether the first occurrence of `text` on the screen is drawn in a colour.
-    fn coloured(&self, text: &str) -> bool {
+    pub(crate) fn coloured(&self, text: &str) -> bool {
         let parser = self.screen.lock().unwrap();
         let screen = parser.screen();
         let (rows, cols) = screen.size();

@@ -167,6 +167,7 @@ async fn keys_create_prints_only_the_key_and_works_while_serve_runs() {
     );
     let key_id = acme[0]["key_id"].as_str().unwrap();
     assert!(table.contains(key_id) && table.contains("acme"), "{table}");
+    assert_columns_line_up(&table);
     for shown in [&table, &json_lines] {
         assert!(
             !shown.contains(live_key) && !shown.contains(&first_key),
@@ -198,6 +199,27 @@ async fn keys_create_prints_only_the_key_and_works_while_serve_runs() {
     );
 
     serve.stop().await;
+}
+
+/// Every column of a space-aligned table starts at the same character in every line, as its
+/// header does: organisations (`acme`, `default`) and scope lists of different lengths must
+/// not shift the columns after them.
+fn assert_columns_line_up(table: &str) {
+    let lines: Vec<Vec<char>> = table.lines().map(|l| l.chars().collect()).collect();
+    assert!(lines.len() >= 3, "a header and two keys: {table}");
+    let header = &lines[0];
+    let starts: Vec<usize> = (0..header.len())
+        .filter(|&i| header[i] != ' ' && (i == 0 || header[i - 1] == ' '))
+        .collect();
+    assert_eq!(starts.len(), 7, "{table}");
+    for line in &lines[1..] {
+        for &i in &starts[1..] {
+            assert!(
+                line.get(i).is_some_and(|c| *c != ' ') && line[i - 1] == ' ' && line[i - 2] == ' ',
+                "column at {i} does not line up:\n{table}"
+            );
+        }
+    }
 }
 
 #[tokio::test]

@@ -3,6 +3,8 @@
 //!   process exits cleanly, and after a restart every acknowledged write is there.
 //! - No log line, even at `RUST_LOG=trace` through a full production-shape run (keys minted,
 //!   writes, reads, bad keys, Redis killed), contains an API key or a database/Redis password.
+//! - Log lines carry colour codes only when stderr is a terminal and `NO_COLOR` is unset: a
+//!   log file or collector gets plain text.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -13,7 +15,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use taskward_testkit::{PgSchema, RedisPrefix, RedisServer};
 
-use crate::support::{taskward, Serve};
+use crate::support::{free_addr, taskward, Serve};
 
 /// `taskward serve` in `cwd` over `cwd/data` on a free port.
 fn start(cwd: &Path, tweak: impl FnOnce(&mut Command)) -> Serve {
@@ -353,4 +355,67 @@ async fn no_key_or_password_appears_in_any_log_line_at_trace() {
         }
     }
     println!("scanned {lines} log lines at trace: no key, no password");
+}
+
+#[tokio::test]
+async fn logs_carry_escape_codes_only_on_a_terminal_without_no_color() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // Piped, as under systemd or `> serve.log`: debug lines for requests, warnings, errors.
+    let mut serve = Serve::start(dir.path(), &dir.path().join("data"), |c| {
+        c.env("RUST_LOG", "debug").env_remove("NO_COLOR");
+    });
+    serve.wait_healthy(Duration::from_secs(10)).await;
+    let c = reqwest::Client::new();
+    let first = serve.first_key().await;
+    for (path, key) in [
+        ("/v1/tasks/nope", first.clone()),
+        ("/v1/tasks?page=0", first),
+        (
+            "/v1/tasks/nope",
+            "sk_test_unknownButWellFormed0123456789".to_owned(),
+        ),
+    ] {
+        let r = c
+            .get(serve.url(path))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_client_error(), "{path}: {}", r.status());
+    }
+    serve.sigterm();
+    assert!(serve.exited(Duration::from_secs(15)).await);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let logs = serve.stderr();
+    assert!(
+        logs.lines().count() > 5 && logs.contains("listening") && logs.contains("DEBUG"),
+        "a real log was read: {logs}"
+    );
+    assert!(
+        !logs.contains('\x1b'),
+        "escape codes in a piped log: {logs:?}"
+    );
+
+    // On a terminal the level is coloured, unless NO_COLOR says otherwise.
+    for (no_color, coloured) in [(None, true), (Some("1"), false)] {
+        let addr = free_addr();
+        let mut cmd = taskward(dir.path());
+        cmd.arg("serve")
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .arg("--listen")
+            .arg(addr.to_string())
+            .env_remove("NO_COLOR");
+        if let Some(v) = no_color {
+            cmd.env("NO_COLOR", v);
+        }
+        let pty = crate::client::Pty::spawn(cmd, 200);
+        pty.wait_for("listening").await;
+        assert_eq!(
+            pty.coloured("INFO"),
+            coloured,
+            "NO_COLOR={no_color:?}:\n{}",
+            pty.contents()
+        );
+    }
 }

@@ -12,6 +12,20 @@ use taskward_model::time;
 use super::list::pg_no_time;
 use super::text::{Arg, Dialect, Sql};
 
+/// `(a OP b OP …)` nested as a balanced tree: SQLite parses a flat chain as one level per
+/// operand and refuses expressions deeper than 1000 (an `in` of 1000 values, or a group of
+/// 1000 empty groups, answered 500). Same meaning, logarithmic depth.
+fn balanced(parts: &[String], op: &str) -> String {
+    match parts {
+        [one] => format!("({one})"),
+        _ if parts.len() <= 8 => format!("({})", parts.join(op)),
+        _ => {
+            let (a, b) = parts.split_at(parts.len() / 2);
+            format!("({}{op}{})", balanced(a, op), balanced(b, op))
+        }
+    }
+}
+
 /// The condition `e`, its values added to `sql` as arguments.
 pub(crate) fn expr(sql: &mut Sql, e: &Expr) -> String {
     match e {
@@ -21,7 +35,7 @@ pub(crate) fn expr(sql: &mut Sql, e: &Expr) -> String {
                 return sql.bool_lit(all).to_owned();
             }
             let parts: Vec<String> = items.iter().map(|i| expr(sql, i)).collect();
-            format!("({})", parts.join(if all { " AND " } else { " OR " }))
+            balanced(&parts, if all { " AND " } else { " OR " })
         }
         Expr::Not(inner) => format!("NOT {}", expr(sql, inner)),
         Expr::Cond(c) => {
@@ -323,7 +337,7 @@ fn json_cond(sql: &mut Sql, c: &Cond) -> String {
             let any = if parts.is_empty() {
                 f.to_owned()
             } else {
-                format!("({})", parts.join(" OR "))
+                balanced(&parts, " OR ")
             };
             if c.op == Op::In {
                 any
