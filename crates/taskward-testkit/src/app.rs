@@ -291,13 +291,29 @@ impl TestApp {
         self.client.request(method, self.url(path)).bearer_auth(key)
     }
 
+    /// Sends `method path` with `key` as bearer token and no body.
+    pub async fn send(&self, method: Method, path: &str, key: &str) -> Response {
+        sent(self.req(method, path, key)).await
+    }
+
+    /// An unauthenticated `GET path` (`/healthz`, `/readyz`, `/metrics`, `/openapi.json`).
+    pub async fn get_public(&self, path: &str) -> Response {
+        sent(self.client.get(self.url(path))).await
+    }
+
+    /// The JSON an unauthenticated `GET path` answers.
+    pub async fn public_json(&self, path: &str) -> Value {
+        self.get_public(path).await.json().await.expect("json")
+    }
+
+    /// The text an unauthenticated `GET path` answers.
+    pub async fn public_text(&self, path: &str) -> String {
+        self.get_public(path).await.text().await.expect("text")
+    }
+
     /// `POST /v1/tasks` with `body`.
     pub async fn create(&self, key: &str, body: Value) -> Response {
-        self.req(Method::POST, "/v1/tasks", key)
-            .json(&body)
-            .send()
-            .await
-            .expect("request")
+        sent(self.req(Method::POST, "/v1/tasks", key).json(&body)).await
     }
 
     /// Creates a task and returns its JSON, asserting 201.
@@ -309,12 +325,16 @@ impl TestApp {
         v
     }
 
+    /// Creates a PROCESSING `thumbnail` task `id` (the usual subject of a test), asserting 201.
+    pub async fn create_processing(&self, id: &str) -> Value {
+        self.create_ok(json!({"task_id": id, "task_type": "thumbnail", "status": "PROCESSING"}))
+            .await
+    }
+
     /// `GET /v1/tasks/{id}`.
     pub async fn get(&self, key: &str, id: &str) -> Response {
-        self.req(Method::GET, &format!("/v1/tasks/{id}"), key)
-            .send()
+        self.send(Method::GET, &format!("/v1/tasks/{id}"), key)
             .await
-            .expect("request")
     }
 
     /// GETs a task with the main key, asserting 200.
@@ -328,20 +348,27 @@ impl TestApp {
 
     /// `PATCH /v1/tasks/{id}` with `body`.
     pub async fn patch(&self, key: &str, id: &str, body: Value) -> Response {
-        self.req(Method::PATCH, &format!("/v1/tasks/{id}"), key)
-            .json(&body)
-            .send()
-            .await
-            .expect("request")
+        sent(
+            self.req(Method::PATCH, &format!("/v1/tasks/{id}"), key)
+                .json(&body),
+        )
+        .await
+    }
+
+    /// `PATCH /v1/tasks/{id}` with the main key, applied only if the task's ETag matches
+    /// `if_match` (`"2"`, `W/"2"`, `*`).
+    pub async fn patch_if_match(&self, id: &str, if_match: &str, body: Value) -> Response {
+        let req = self.req(Method::PATCH, &format!("/v1/tasks/{id}"), &self.key);
+        sent(req.header("If-Match", if_match).json(&body)).await
     }
 
     /// `POST /v1/tasks/list{query}` with `body`.
     pub async fn list(&self, key: &str, query: &str, body: Value) -> Response {
-        self.req(Method::POST, &format!("/v1/tasks/list{query}"), key)
-            .json(&body)
-            .send()
-            .await
-            .expect("request")
+        sent(
+            self.req(Method::POST, &format!("/v1/tasks/list{query}"), key)
+                .json(&body),
+        )
+        .await
     }
 
     /// The ids a listing returns, asserting 200.
@@ -421,6 +448,11 @@ fn run_server(
             .await
             .map_err(|e| format!("{e:#}"))
     })
+}
+
+/// Sends a request the test expects to reach the server (a transport error fails the test).
+async fn sent(req: RequestBuilder) -> Response {
+    req.send().await.expect("request")
 }
 
 async fn pg_connection(ns: &Namespace) -> sqlx::PgConnection {

@@ -14,8 +14,7 @@ use crate::raw::{self, Reply};
 use crate::support::{assert_error_shape, spawn_app, spawn_app_with, TestApp};
 
 async fn seed(app: &TestApp) {
-    app.create_ok(json!({"task_id": "t1", "task_type": "thumbnail", "status": "PROCESSING"}))
-        .await;
+    app.create_processing("t1").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -48,8 +48,7 @@ async fn send(
 #[tokio::test]
 async fn missing_malformed_unknown_and_revoked_keys_are_401_everywhere() {
     let app = spawn_app_with(|s| s.auth.key_cache_ttl_ms = 0).await;
-    app.create_ok(json!({"task_id": "t1", "task_type": "thumbnail", "status": "PROCESSING"}))
-        .await;
+    app.create_processing("t1").await;
     let before = app.snapshot().await;
 
     let revoked = app.key_for("acme", Mode::Test, "read,write,cancel").await;
@@ -89,8 +88,7 @@ async fn missing_malformed_unknown_and_revoked_keys_are_401_everywhere() {
 #[tokio::test]
 async fn a_key_without_the_scope_gets_403_and_changes_nothing() {
     let app = spawn_app().await;
-    app.create_ok(json!({"task_id": "t1", "task_type": "thumbnail", "status": "PROCESSING"}))
-        .await;
+    app.create_processing("t1").await;
     let before = app.snapshot().await;
     let read = app.key_for("acme", Mode::Test, "read").await;
     let cancel = app.key_for("acme", Mode::Test, "cancel").await;
@@ -150,16 +148,12 @@ async fn tenants_never_see_each_other_in_either_direction() {
         )
         .await;
         let res = app
-            .req(Method::DELETE, "/v1/tasks/shared-id", intruder)
-            .send()
-            .await
-            .unwrap();
+            .send(Method::DELETE, "/v1/tasks/shared-id", intruder)
+            .await;
         assert_eq!(res.status(), StatusCode::OK);
         let res = app
-            .req(Method::POST, "/v1/tasks/shared-id/kill", intruder)
-            .send()
-            .await
-            .unwrap();
+            .send(Method::POST, "/v1/tasks/shared-id/kill", intruder)
+            .await;
         assert_eq!(res.status(), StatusCode::OK);
         // Listings, searches and filters on the other tenant's data find nothing.
         for body in [
@@ -177,10 +171,8 @@ async fn tenants_never_see_each_other_in_either_direction() {
             assert_eq!(v["pagination"]["total"], 0);
         }
         let v: Value = app
-            .req(Method::GET, "/v1/tasks", intruder)
-            .send()
+            .send(Method::GET, "/v1/tasks", intruder)
             .await
-            .unwrap()
             .json()
             .await
             .unwrap();
@@ -200,11 +192,7 @@ async fn tenants_never_see_each_other_in_either_direction() {
         )
         .await;
     assert_eq!(res.status(), StatusCode::CREATED);
-    let res = app
-        .req(Method::DELETE, "/v1/tasks/shared-id", &live)
-        .send()
-        .await
-        .unwrap();
+    let res = app.send(Method::DELETE, "/v1/tasks/shared-id", &live).await;
     assert_eq!(res.status(), StatusCode::OK);
     let theirs: Value = app.get(&live, "shared-id").await.json().await.unwrap();
     assert_eq!(theirs["status"], "CANCELED");
@@ -215,11 +203,7 @@ async fn tenants_never_see_each_other_in_either_direction() {
 async fn revoking_a_key_takes_effect_on_a_running_server() {
     let app = spawn_app_with(|s| s.auth.key_cache_ttl_ms = 0).await;
     let key = app.key_for("acme", Mode::Test, "read").await;
-    let res = app
-        .req(Method::GET, "/v1/tasks", &key)
-        .send()
-        .await
-        .unwrap();
+    let res = app.send(Method::GET, "/v1/tasks", &key).await;
     assert_eq!(res.status(), StatusCode::OK);
     let store = taskward_server::open_store(&app.settings).await.unwrap();
     let keys = store.keys.list().await.unwrap();
@@ -228,11 +212,7 @@ async fn revoking_a_key_takes_effect_on_a_running_server() {
         .find(|k| k.hint == key[..12].to_owned() + "…")
         .unwrap();
     assert!(store.keys.revoke(&rec.key_id).await.unwrap());
-    let res = app
-        .req(Method::GET, "/v1/tasks", &key)
-        .send()
-        .await
-        .unwrap();
+    let res = app.send(Method::GET, "/v1/tasks", &key).await;
     let b = assert_error(res, StatusCode::UNAUTHORIZED).await;
     assert!(b["error"]["message"].as_str().unwrap().contains("revoked"));
     assert!(

@@ -12,15 +12,12 @@ async fn compare_and_set_under_contention_lets_exactly_one_writer_win() {
     app.create_ok(json!({"task_id": "t1", "task_type": "thumbnail"}))
         .await;
     let attempts = (0..32).map(|i| {
-        app.req(Method::PATCH, "/v1/tasks/t1", &app.key)
-            .header("If-Match", "\"1\"")
-            .json(&json!({"status": "PROCESSING", "additional_data": {"writer": i}}))
-            .send()
+        let body = json!({"status": "PROCESSING", "additional_data": {"writer": i}});
+        app.patch_if_match("t1", "\"1\"", body)
     });
     let results = join_all(attempts).await;
     let mut winners = Vec::new();
     for (i, res) in results.into_iter().enumerate() {
-        let res = res.unwrap();
         match res.status() {
             StatusCode::OK => winners.push(i),
             StatusCode::PRECONDITION_FAILED => {
@@ -38,8 +35,7 @@ async fn compare_and_set_under_contention_lets_exactly_one_writer_win() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_merges_without_if_match_lose_no_key() {
     let app = spawn_app().await;
-    app.create_ok(json!({"task_id": "t1", "task_type": "thumbnail", "status": "PROCESSING"}))
-        .await;
+    app.create_processing("t1").await;
     let writes = (0..32).map(|i| {
         app.patch(
             &app.key,
@@ -61,8 +57,7 @@ async fn a_terminal_transition_racing_a_kill_has_one_winner_that_sticks() {
     let app = spawn_app().await;
     for round in 0..10 {
         let id = format!("r{round}");
-        app.create_ok(json!({"task_id": id, "task_type": "thumbnail", "status": "PROCESSING"}))
-            .await;
+        app.create_processing(&id).await;
         let complete = app.patch(&app.key, &id, json!({"status": "COMPLETED"}));
         let kill = app
             .req(Method::DELETE, &format!("/v1/tasks/{id}"), &app.key)
@@ -83,8 +78,7 @@ async fn a_terminal_transition_racing_a_kill_has_one_winner_that_sticks() {
 #[tokio::test]
 async fn writes_answer_503_while_the_durable_tier_is_locked_and_reads_keep_working() {
     let app = spawn_app_with(|s| s.durable.timeout_ms = 300).await;
-    app.create_ok(json!({"task_id": "t1", "task_type": "thumbnail", "status": "PROCESSING"}))
-        .await;
+    app.create_processing("t1").await;
     let before = app.get_ok("t1").await;
 
     // Another client holding the durable tier's write lock: a real fault, not a mock.

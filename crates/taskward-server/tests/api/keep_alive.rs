@@ -118,8 +118,7 @@ async fn stopping_drains_a_request_in_flight_and_closes_idle_connections_at_once
         s.limits.request_timeout_ms = 20_000;
     })
     .await;
-    app.create_ok(json!({"task_id": "t1", "task_type": "thumbnail", "status": "PROCESSING"}))
-        .await;
+    app.create_processing("t1").await;
     let mut idle = raw::connect(&app).await;
     healthz_on(&mut idle).await;
     let lock = app.lock_durable_writes().await;

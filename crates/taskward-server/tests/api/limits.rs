@@ -31,8 +31,7 @@ async fn a_key_over_its_rate_gets_429_with_retry_after_and_other_keys_do_not() {
     })
     .await;
     let other = app.key_for("acme", Mode::Test, "read,write").await;
-    app.create_ok(json!({"task_id": "t1", "task_type": "thumbnail", "status": "PROCESSING"}))
-        .await;
+    app.create_processing("t1").await;
     // The burst is served; then the key is over its rate (1 a second).
     let mut served = 1;
     let limited = loop {
@@ -95,11 +94,7 @@ async fn a_key_over_its_rate_gets_429_with_retry_after_and_other_keys_do_not() {
 async fn the_rate_limit_is_off_by_default() {
     let app = spawn_app().await;
     for _ in 0..300 {
-        let res = app
-            .req(Method::GET, "/v1/tasks", &app.key)
-            .send()
-            .await
-            .unwrap();
+        let res = app.send(Method::GET, "/v1/tasks", &app.key).await;
         assert_eq!(res.status(), StatusCode::OK);
     }
 }
@@ -112,8 +107,7 @@ async fn a_request_past_the_timeout_answers_503_and_the_server_recovers() {
         s.durable.timeout_ms = 20_000;
     })
     .await;
-    app.create_ok(json!({"task_id": "t1", "task_type": "thumbnail", "status": "PROCESSING"}))
-        .await;
+    app.create_processing("t1").await;
     let lock = app.lock_durable_writes().await;
     let started = Instant::now();
     let res = app
@@ -150,8 +144,7 @@ async fn a_long_poll_outlasts_the_request_timeout() {
         s.limits.max_wait_secs = 5;
     })
     .await;
-    app.create_ok(json!({"task_id": "t1", "task_type": "thumbnail", "status": "PROCESSING"}))
-        .await;
+    app.create_processing("t1").await;
     let started = Instant::now();
     let res = app
         .req(Method::GET, "/v1/tasks/t1?wait=1.5", &app.key)
@@ -170,8 +163,7 @@ async fn a_long_poll_outlasts_the_request_timeout() {
 #[tokio::test]
 async fn a_body_that_never_finishes_arriving_is_a_408_not_a_5xx() {
     let app = spawn_app_with(|s| s.limits.request_timeout_ms = 500).await;
-    app.create_ok(json!({"task_id": "t1", "task_type": "thumbnail", "status": "PROCESSING"}))
-        .await;
+    app.create_processing("t1").await;
     let before = app.snapshot().await;
     // Declares 100 bytes, sends 10, then waits.
     let req = format!(

@@ -31,9 +31,27 @@ fn cond(field: &str, op: &str, value: Value) -> Value {
     json!({"field": field, "operator": op, "value": value})
 }
 
+/// `c` matched with case, where a condition by default ignores it.
+fn case_sensitive(mut c: Value) -> Value {
+    c["case_sensitive"] = json!(true);
+    c
+}
+
 fn sorted(mut v: Vec<String>) -> Vec<String> {
     v.sort();
     v
+}
+
+/// Asserts that a list body with `filters` selects exactly the tasks `expected`, in any order.
+async fn assert_filters_select(app: &TestApp, filters: Value, expected: &[&str]) {
+    let got = app
+        .list_ids("?page_size=100", json!({"filters": filters.clone()}))
+        .await;
+    assert_eq!(
+        sorted(got),
+        sorted(expected.iter().map(|s| s.to_string()).collect()),
+        "{filters}"
+    );
 }
 
 #[tokio::test]
@@ -48,7 +66,7 @@ async fn every_operator_selects_what_it_says() {
             vec!["t-alpha"],
         ),
         (
-            json!({"field": "additional_data.s", "operator": "eq", "value": "alpha", "case_sensitive": true}),
+            case_sensitive(cond("additional_data.s", "eq", json!("alpha"))),
             vec![],
         ),
         (
@@ -135,7 +153,7 @@ async fn every_operator_selects_what_it_says() {
             vec!["t-alpha", "t-beta"],
         ),
         (
-            json!({"field": "additional_data.tags", "operator": "contains", "value": "y", "case_sensitive": true}),
+            case_sensitive(cond("additional_data.tags", "contains", json!("y"))),
             vec!["t-alpha"],
         ),
         (cond("inputs", "contains", json!("obj_1")), vec!["t-gamma"]),
@@ -163,7 +181,7 @@ async fn every_operator_selects_what_it_says() {
             vec!["t-alpha", "t-beta"],
         ),
         (
-            json!({"field": "additional_data.s", "operator": "regex", "value": "^[ab]", "case_sensitive": true}),
+            case_sensitive(cond("additional_data.s", "regex", json!("^[ab]"))),
             vec!["t-beta"],
         ),
         (
@@ -194,14 +212,7 @@ async fn every_operator_selects_what_it_says() {
         ),
     ];
     for (c, expected) in cases {
-        let got = app
-            .list_ids("?page_size=100", json!({"filters": {"AND": [c.clone()]}}))
-            .await;
-        assert_eq!(
-            sorted(got),
-            sorted(expected.iter().map(|s| s.to_string()).collect()),
-            "{c}"
-        );
+        assert_filters_select(&app, json!({"AND": [c]}), &expected).await;
     }
 }
 
@@ -252,14 +263,7 @@ async fn groups_nest_and_or_not_with_inherited_case_sensitivity() {
         (json!({"OR": []}), vec![]),
     ];
     for (f, expected) in cases {
-        let got = app
-            .list_ids("?page_size=100", json!({"filters": f.clone()}))
-            .await;
-        assert_eq!(
-            sorted(got),
-            sorted(expected.iter().map(|s| s.to_string()).collect()),
-            "{f}"
-        );
+        assert_filters_select(&app, f, &expected).await;
     }
 }
 
@@ -311,11 +315,7 @@ async fn status_type_search_and_sort_select_and_order() {
         assert_eq!(got, expected, "{body}");
     }
     // An empty body and no body at all both list everything.
-    let res = app
-        .req(Method::POST, "/v1/tasks/list", &app.key)
-        .send()
-        .await
-        .unwrap();
+    let res = app.send(Method::POST, "/v1/tasks/list", &app.key).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(ids(&res.json().await.unwrap()).len(), 5);
 }
@@ -326,10 +326,8 @@ async fn active_listing_shows_only_non_terminal_tasks_newest_first() {
     fixtures(&app).await;
     for path in ["/v1/tasks", "/v1/tasks/"] {
         let v: Value = app
-            .req(Method::GET, path, &app.key)
-            .send()
+            .send(Method::GET, path, &app.key)
             .await
-            .unwrap()
             .json()
             .await
             .unwrap();
@@ -339,10 +337,8 @@ async fn active_listing_shows_only_non_terminal_tasks_newest_first() {
     app.patch(&app.key, "t-beta", json!({"status": "COMPLETED"}))
         .await;
     let v: Value = app
-        .req(Method::GET, "/v1/tasks", &app.key)
-        .send()
+        .send(Method::GET, "/v1/tasks", &app.key)
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -360,10 +356,8 @@ async fn page_and_offset_paging_with_links_and_totals() {
         let app = &app;
         async move {
             let res = app
-                .req(Method::GET, &format!("/v1/tasks{q}"), &app.key)
-                .send()
-                .await
-                .unwrap();
+                .send(Method::GET, &format!("/v1/tasks{q}"), &app.key)
+                .await;
             assert_eq!(res.status(), StatusCode::OK, "{q}");
             res.json::<Value>().await.unwrap()
         }
@@ -530,14 +524,12 @@ async fn cursors_are_checked() {
     assert_eq!(ids(&next), ["c-1"]);
     // The same cursor on GET /v1/tasks (same default order) works too.
     let res = app
-        .req(
+        .send(
             Method::GET,
             &format!("/v1/tasks?page_size=1&cursor={cursor}"),
             &app.key,
         )
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(ids(&res.json().await.unwrap()), ["c-1"]);
 
     for (q, body) in [

@@ -38,15 +38,7 @@ fn spawn_get(
 
 /// The server's count of tasks long-polls are waiting on (`/metrics`).
 async fn waited_on(app: &TestApp) -> u64 {
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.public_text("/metrics").await;
     text.lines()
         .find_map(|l| l.strip_prefix("taskward_long_poll_tasks "))
         .and_then(|v| v.trim().parse().ok())
@@ -63,11 +55,6 @@ async fn until_waiting(app: &TestApp, n: u64) {
     }
 }
 
-async fn running_task(app: &TestApp, id: &str) -> Value {
-    app.create_ok(json!({"task_id": id, "task_type": "thumbnail", "status": "PROCESSING"}))
-        .await
-}
-
 async fn patch_ok(app: &TestApp, id: &str, body: Value) -> Value {
     let res = app.patch(&app.key, id, body).await;
     assert_eq!(res.status(), StatusCode::OK);
@@ -77,7 +64,7 @@ async fn patch_ok(app: &TestApp, id: &str, body: Value) -> Value {
 #[tokio::test]
 async fn if_none_match_answers_304_for_a_held_version_and_200_otherwise() {
     let app = spawn_app().await;
-    running_task(&app, "cond").await;
+    app.create_processing("cond").await;
     patch_ok(&app, "cond", json!({"additional_data": {"step": 1}})).await;
 
     for held in ["\"2\"", "W/\"2\"", "\"1\", \"2\"", "*"] {
@@ -96,7 +83,7 @@ async fn if_none_match_answers_304_for_a_held_version_and_200_otherwise() {
 #[tokio::test]
 async fn malformed_if_none_match_and_wait_are_422_and_unknown_tasks_404_at_once() {
     let app = spawn_app().await;
-    running_task(&app, "bad").await;
+    app.create_processing("bad").await;
     for inm in ["abc", "\"v1\"", "\"1\", nope", "\"-1\""] {
         let res = get_with(&app, "bad", Some(inm), "").await;
         let body = assert_error(res, StatusCode::UNPROCESSABLE_ENTITY).await;
@@ -116,7 +103,7 @@ async fn malformed_if_none_match_and_wait_are_422_and_unknown_tasks_404_at_once(
 #[tokio::test]
 async fn a_waiter_is_answered_by_the_next_change_with_the_new_version() {
     let app = spawn_app().await;
-    running_task(&app, "lp").await;
+    app.create_processing("lp").await;
     let waiter = spawn_get(&app, "lp", Some("\"1\""), "?wait=30");
     until_waiting(&app, 1).await;
     assert!(!waiter.is_finished(), "no change yet: still waiting");
@@ -135,14 +122,10 @@ async fn a_waiter_is_answered_by_the_next_change_with_the_new_version() {
 #[tokio::test]
 async fn a_kill_wakes_a_waiter_and_terminal_tasks_answer_at_once() {
     let app = spawn_app().await;
-    running_task(&app, "k").await;
+    app.create_processing("k").await;
     let waiter = spawn_get(&app, "k", None, "?wait=30");
     until_waiting(&app, 1).await;
-    let res = app
-        .req(Method::DELETE, "/v1/tasks/k", &app.key)
-        .send()
-        .await
-        .unwrap();
+    let res = app.send(Method::DELETE, "/v1/tasks/k", &app.key).await;
     assert_eq!(res.status(), StatusCode::OK);
     let (res, _) = tokio::time::timeout(Duration::from_secs(20), waiter)
         .await
@@ -168,7 +151,7 @@ async fn a_kill_wakes_a_waiter_and_terminal_tasks_answer_at_once() {
 #[tokio::test]
 async fn at_the_timeout_the_current_state_comes_back_and_waits_are_capped() {
     let app = spawn_app_with(|s| s.limits.max_wait_secs = 1).await;
-    running_task(&app, "t").await;
+    app.create_processing("t").await;
 
     // Held version unchanged at the timeout: 304 (the client's copy is current).
     let started = Instant::now();
@@ -199,7 +182,7 @@ async fn at_the_timeout_the_current_state_comes_back_and_waits_are_capped() {
 #[tokio::test]
 async fn a_waiter_that_hangs_up_is_forgotten() {
     let app = spawn_app().await;
-    running_task(&app, "gone").await;
+    app.create_processing("gone").await;
     let waiting = spawn_get(&app, "gone", Some("\"1\""), "?wait=30");
     until_waiting(&app, 1).await;
     // The client gives up: the server sees the connection close and forgets the wait.
@@ -215,7 +198,7 @@ async fn a_write_through_one_instance_wakes_a_waiter_on_another() {
     }
     let a = spawn_app().await;
     let b = a.second_instance().await;
-    running_task(&a, "x").await;
+    a.create_processing("x").await;
     // B has read (and cached) version 1 before the change.
     assert_eq!(b.get_ok("x").await["version"], 1);
     for version in 2..=4u64 {
@@ -240,7 +223,7 @@ async fn a_write_through_one_instance_wakes_a_waiter_on_another() {
 #[tokio::test]
 async fn stopping_the_server_answers_waiting_long_polls_at_once() {
     let app = spawn_app().await;
-    running_task(&app, "s").await;
+    app.create_processing("s").await;
     let waiter = spawn_get(&app, "s", Some("\"1\""), "?wait=60");
     until_waiting(&app, 1).await;
     let started = Instant::now();
@@ -261,7 +244,7 @@ async fn stopping_the_server_answers_waiting_long_polls_at_once() {
 #[tokio::test]
 async fn if_none_match_star_never_waits_and_empty_list_elements_are_ignored() {
     let app = spawn_app().await;
-    running_task(&app, "star").await;
+    app.create_processing("star").await;
     let started = Instant::now();
     let res = get_with(&app, "star", Some("*"), "?wait=30").await;
     assert_eq!(res.status(), StatusCode::NOT_MODIFIED);

@@ -2,7 +2,6 @@
 //! store's counters and gauges among them, and values that follow what the server did.
 
 use reqwest::StatusCode;
-use serde_json::json;
 
 use crate::support::{spawn_app, TestApp};
 
@@ -71,8 +70,7 @@ async fn metrics_name_each_metric_once_with_its_type_and_values_follow_the_traff
     assert_eq!(sample(&before, "taskward_long_poll_tasks"), 0);
     assert!(before.ends_with("# EOF\n"), "{before}");
 
-    app.create_ok(json!({"task_id": "m1", "task_type": "thumbnail", "status": "PROCESSING"}))
-        .await;
+    app.create_processing("m1").await;
     app.get_ok("m1").await;
     app.get_ok("m1").await;
     let after = scrape(&app).await;

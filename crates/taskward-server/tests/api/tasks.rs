@@ -258,11 +258,7 @@ async fn a_terminal_task_never_changes_again() {
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.headers()["etag"], "\"2\"");
     // Kill leaves it alone too.
-    let res = app
-        .req(Method::DELETE, "/v1/tasks/t1", &app.key)
-        .send()
-        .await
-        .unwrap();
+    let res = app.send(Method::DELETE, "/v1/tasks/t1", &app.key).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(app.get_ok("t1").await, done);
 }
@@ -273,34 +269,22 @@ async fn if_match_applies_only_to_the_current_version() {
     app.create_ok(json!({"task_id": "t1", "task_type": "thumbnail"}))
         .await;
     let res = app
-        .req(Method::PATCH, "/v1/tasks/t1", &app.key)
-        .header("If-Match", "\"1\"")
-        .json(&json!({"status": "PROCESSING"}))
-        .send()
-        .await
-        .unwrap();
+        .patch_if_match("t1", "\"1\"", json!({"status": "PROCESSING"}))
+        .await;
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.headers()["etag"], "\"2\"");
     let before = app.get_ok("t1").await;
     let res = app
-        .req(Method::PATCH, "/v1/tasks/t1", &app.key)
-        .header("If-Match", "\"1\"")
-        .json(&json!({"status": "FAILED"}))
-        .send()
-        .await
-        .unwrap();
+        .patch_if_match("t1", "\"1\"", json!({"status": "FAILED"}))
+        .await;
     let body = assert_error(res, StatusCode::PRECONDITION_FAILED).await;
     assert_eq!(body["error"]["details"]["current_version"], 2);
     assert_eq!(app.get_ok("t1").await, before);
     // Weak form and `*` are understood.
     for h in ["W/\"2\"", "*"] {
         let res = app
-            .req(Method::PATCH, "/v1/tasks/t1", &app.key)
-            .header("If-Match", h)
-            .json(&json!({"additional_data": {"h": h}}))
-            .send()
-            .await
-            .unwrap();
+            .patch_if_match("t1", h, json!({"additional_data": {"h": h}}))
+            .await;
         assert_eq!(res.status(), StatusCode::OK, "{h}");
     }
 }
@@ -312,14 +296,9 @@ async fn kill_cancels_an_active_task_by_delete_or_post_and_is_idempotent() {
         ("d", Method::DELETE, "/v1/tasks/d"),
         ("p", Method::POST, "/v1/tasks/p/kill"),
     ] {
-        app.create_ok(json!({"task_id": id, "task_type": "thumbnail", "status": "PROCESSING"}))
-            .await;
+        app.create_processing(id).await;
         for _ in 0..2 {
-            let res = app
-                .req(method.clone(), path, &app.key)
-                .send()
-                .await
-                .unwrap();
+            let res = app.send(method.clone(), path, &app.key).await;
             assert_eq!(res.status(), StatusCode::OK);
             let body: Value = res.json().await.unwrap();
             assert_eq!(body["success"], true);
@@ -331,10 +310,8 @@ async fn kill_cancels_an_active_task_by_delete_or_post_and_is_idempotent() {
         assert!(t["finished_at"].is_string());
     }
     let res = app
-        .req(Method::DELETE, "/v1/tasks/never-existed", &app.key)
-        .send()
-        .await
-        .unwrap();
+        .send(Method::DELETE, "/v1/tasks/never-existed", &app.key)
+        .await;
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.json::<Value>().await.unwrap()["success"], true);
     assert_error(
@@ -396,15 +373,7 @@ async fn health_readiness_request_ids_and_openapi() {
         .unwrap();
     assert_eq!(res.headers()["x-request-id"], "abc-123");
 
-    let ready: Value = app
-        .client
-        .get(app.url("/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready: Value = app.public_json("/readyz").await;
     assert_eq!(ready["status"], "ready");
     let (hot, durable) = match crate::SHAPE {
         Shape::Embedded => ("memory", "sqlite"),
@@ -412,15 +381,7 @@ async fn health_readiness_request_ids_and_openapi() {
     };
     assert_eq!(ready["tiers"]["hot"]["backend"], hot);
     assert_eq!(ready["tiers"]["durable"]["backend"], durable);
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.public_text("/metrics").await;
     assert!(
         metrics.contains(
             "taskward_http_requests_total{method=\"GET\",route=\"/readyz\",status=\"200\"} 1"
@@ -430,15 +391,7 @@ async fn health_readiness_request_ids_and_openapi() {
     assert!(metrics.contains("taskward_hot_hits_total"), "{metrics}");
     assert!(metrics.trim_end().ends_with("# EOF"));
 
-    let doc: Value = app
-        .client
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc: Value = app.public_json("/openapi.json").await;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
     for path in [
         "/v1/tasks",
@@ -501,10 +454,8 @@ async fn ids_that_are_paths_of_the_api_are_refused_at_create_and_in_paths() {
     }
     // A path naming a reserved id is refused too, rather than "nothing to cancel".
     let res = app
-        .req(Method::POST, "/v1/tasks/list/kill", &app.key)
-        .send()
-        .await
-        .unwrap();
+        .send(Method::POST, "/v1/tasks/list/kill", &app.key)
+        .await;
     let body = assert_error(res, StatusCode::UNPROCESSABLE_ENTITY).await;
     assert_eq!(body["error"]["details"]["field"], "task_id", "{body}");
 }
@@ -513,11 +464,7 @@ async fn ids_that_are_paths_of_the_api_are_refused_at_create_and_in_paths() {
 async fn every_error_has_a_code_that_names_its_cause() {
     let app = spawn_app().await;
     // 405, with the methods that are allowed.
-    let res = app
-        .req(Method::PUT, "/v1/tasks/t1", &app.key)
-        .send()
-        .await
-        .unwrap();
+    let res = app.send(Method::PUT, "/v1/tasks/t1", &app.key).await;
     let allow = res.headers()["allow"].to_str().unwrap().to_owned();
     assert!(
         allow.contains("PATCH") && allow.contains("DELETE"),

@@ -148,8 +148,7 @@ pub async fn seed(app: &TestApp, prefix: &str, n: usize) -> Vec<String> {
     let mut ids = Vec::new();
     for i in 0..n {
         let id = format!("{prefix}{i}");
-        app.create_ok(json!({"task_id": id, "task_type": "thumbnail", "status": "PROCESSING"}))
-            .await;
+        app.create_processing(&id).await;
         app.get_ok(&id).await;
         ids.push(id);
     }

@@ -20,13 +20,10 @@ async fn conditional_merge(app: &TestApp, id: &str, key: &str) -> (u64, u32) {
     let mut lost = 0;
     loop {
         let current = app.get_ok(id).await["version"].as_u64().expect("version");
+        let if_match = format!("\"{current}\"");
         let res = app
-            .req(Method::PATCH, &format!("/v1/tasks/{id}"), &app.key)
-            .header("If-Match", format!("\"{current}\""))
-            .json(&json!({"additional_data": {key: current}}))
-            .send()
-            .await
-            .expect("request");
+            .patch_if_match(id, &if_match, json!({"additional_data": {key: current}}))
+            .await;
         match res.status() {
             StatusCode::OK => {
                 let t: Value = res.json().await.expect("json");
@@ -43,8 +40,7 @@ async fn conditional_merge(app: &TestApp, id: &str, key: &str) -> (u64, u32) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conditional_and_blind_writers_on_one_task_get_distinct_increasing_versions() {
     let app = spawn_app().await;
-    app.create_ok(json!({"task_id": "t1", "task_type": "thumbnail", "status": "PROCESSING"}))
-        .await;
+    app.create_processing("t1").await;
     const EACH: usize = 16;
     let conditional = (0..EACH).map(|i| {
         let app = &app;
@@ -99,8 +95,7 @@ async fn racing_terminal_transitions_have_one_winner_that_never_changes() {
     let app = spawn_app().await;
     for round in 0..8 {
         let id = format!("r{round}");
-        app.create_ok(json!({"task_id": id, "task_type": "thumbnail", "status": "PROCESSING"}))
-            .await;
+        app.create_processing(&id).await;
         let path = format!("/v1/tasks/{id}");
         let terminal = TERMINAL.map(|s| {
             let (app, id) = (&app, &id);
@@ -201,10 +196,7 @@ async fn racing_terminal_transitions_have_one_winner_that_never_changes() {
             .patch(&app.key, &id, json!({"status": "PROCESSING"}))
             .await;
         assert_eq!(res.status(), StatusCode::CONFLICT);
-        app.req(Method::DELETE, &path, &app.key)
-            .send()
-            .await
-            .expect("kill");
+        app.send(Method::DELETE, &path, &app.key).await;
         assert_eq!(app.get_ok(&id).await, before, "{id}");
     }
 }
