@@ -14,24 +14,19 @@ async fn tasks_insert_get_and_compare_and_set() {
         let t = task("t1", 1);
         assert!(
             matches!(
-                d.tier
-                    .insert(&acme(), &t, "digest-1", WriteId::new())
-                    .await
-                    .unwrap(),
+                d.insert_as_new_write(&acme(), &t, "digest-1").await,
                 Inserted::Created
             ),
             "{name}"
         );
         assert_eq!(
-            d.tier.get(&acme(), &id("t1")).await.unwrap(),
+            d.acme_copy("t1").await,
             Some(t.clone()),
             "{name}: round trip"
         );
         match d
-            .tier
-            .insert(&acme(), &task("t1", 1), "digest-2", WriteId::new())
+            .insert_as_new_write(&acme(), &task("t1", 1), "digest-2")
             .await
-            .unwrap()
         {
             Inserted::Exists { task, digest } => {
                 assert_eq!((*task, digest.as_str()), (t.clone(), "digest-1"), "{name}");
@@ -43,10 +38,7 @@ async fn tasks_insert_get_and_compare_and_set() {
         assert_eq!(d.tier.get(&other, &id("t1")).await.unwrap(), None, "{name}");
         assert!(
             matches!(
-                d.tier
-                    .insert(&other, &t, "x", WriteId::new())
-                    .await
-                    .unwrap(),
+                d.insert_as_new_write(&other, &t, "x").await,
                 Inserted::Created
             ),
             "{name}"
@@ -62,10 +54,7 @@ async fn tasks_insert_get_and_compare_and_set() {
                 .clone(),
         );
         assert!(
-            !d.tier
-                .replace(&acme(), &next, 7, WriteId::new())
-                .await
-                .unwrap(),
+            !d.replace_as_new_write(&next, 7).await,
             "{name}: stale version must lose"
         );
         // The same id and version from another incarnation of the task (deleted and created
@@ -73,31 +62,15 @@ async fn tasks_insert_get_and_compare_and_set() {
         let mut other_life = next.clone();
         other_life.created_at -= chrono::Duration::microseconds(1);
         assert!(
-            !d.tier
-                .replace(&acme(), &other_life, 1, WriteId::new())
-                .await
-                .unwrap(),
+            !d.replace_as_new_write(&other_life, 1).await,
             "{name}: another incarnation must lose"
         );
+        assert!(d.replace_as_new_write(&next, 1).await, "{name}");
         assert!(
-            d.tier
-                .replace(&acme(), &next, 1, WriteId::new())
-                .await
-                .unwrap(),
-            "{name}"
-        );
-        assert!(
-            !d.tier
-                .replace(&acme(), &next, 1, WriteId::new())
-                .await
-                .unwrap(),
+            !d.replace_as_new_write(&next, 1).await,
             "{name}: the race is lost twice"
         );
-        assert_eq!(
-            d.tier.get(&acme(), &id("t1")).await.unwrap(),
-            Some(next),
-            "{name}"
-        );
+        assert_eq!(d.acme_copy("t1").await, Some(next), "{name}");
         assert_eq!(
             d.tier.get(&other, &id("t1")).await.unwrap(),
             Some(t),
@@ -114,16 +87,10 @@ async fn concurrent_reads_each_get_their_own_task() {
         for i in 0..50 {
             let mut t = task(&format!("t{i}"), 1);
             t.description = Some(format!("task {i}"));
-            d.tier
-                .insert(&acme(), &t, "d", WriteId::new())
-                .await
-                .unwrap();
+            d.insert_as_new_write(&acme(), &t, "d").await;
         }
         let live = tenant("acme", Mode::Live);
-        d.tier
-            .insert(&live, &task("t7", 1), "d", WriteId::new())
-            .await
-            .unwrap();
+        d.insert_as_new_write(&live, &task("t7", 1), "d").await;
         let reads = (0..400).map(|n| {
             let tier = d.tier.clone();
             // Ids 0..60: the last ten do not exist; every id is asked for several times.
@@ -162,10 +129,7 @@ async fn listing_filters_sorts_and_pages_alike() {
                     .unwrap()
                     .clone(),
             );
-            d.tier
-                .insert(&acme(), &t, "d", WriteId::new())
-                .await
-                .unwrap();
+            d.insert_as_new_write(&acme(), &t, "d").await;
         }
         let body: ListTasksBody = serde_json::from_value(json!({
             "filters": {"AND": [{"field": "additional_data.tag", "operator": "eq", "value": "even"}],
@@ -281,24 +245,15 @@ async fn retention_deletes_only_old_terminal_tasks_in_batches() {
             let mut t = task(&format!("old{i}"), 1);
             t.status = TaskStatus::Completed;
             t.finished_at = Some(long_ago);
-            d.tier
-                .insert(&acme(), &t, "d", WriteId::new())
-                .await
-                .unwrap();
+            d.insert_as_new_write(&acme(), &t, "d").await;
         }
         let mut recent = task("recent", 1);
         recent.status = TaskStatus::Failed;
         recent.finished_at = Some(time::now());
-        d.tier
-            .insert(&acme(), &recent, "d", WriteId::new())
-            .await
-            .unwrap();
+        d.insert_as_new_write(&acme(), &recent, "d").await;
         let mut active = task("active", 1);
         active.created_at = long_ago;
-        d.tier
-            .insert(&acme(), &active, "d", WriteId::new())
-            .await
-            .unwrap();
+        d.insert_as_new_write(&acme(), &active, "d").await;
 
         let cutoff = time::now() - ChronoDuration::days(30);
         let stop = tokio_util::sync::CancellationToken::new();
@@ -306,16 +261,10 @@ async fn retention_deletes_only_old_terminal_tasks_in_batches() {
             .await
             .unwrap();
         assert_eq!(deleted, 5, "{name}");
+        assert!(d.acme_copy("old0").await.is_none(), "{name}");
+        assert!(d.acme_copy("recent").await.is_some(), "{name}");
         assert!(
-            d.tier.get(&acme(), &id("old0")).await.unwrap().is_none(),
-            "{name}"
-        );
-        assert!(
-            d.tier.get(&acme(), &id("recent")).await.unwrap().is_some(),
-            "{name}"
-        );
-        assert!(
-            d.tier.get(&acme(), &id("active")).await.unwrap().is_some(),
+            d.acme_copy("active").await.is_some(),
             "{name}: non-terminal tasks stay"
         );
     }
@@ -386,10 +335,7 @@ async fn a_write_run_again_after_it_landed_recognises_itself() {
         );
         assert!(
             matches!(
-                d.tier
-                    .insert(&acme(), &t, "d", WriteId::new())
-                    .await
-                    .unwrap(),
+                d.insert_as_new_write(&acme(), &t, "d").await,
                 Inserted::Exists { .. }
             ),
             "{name}: another create of the id is not"
@@ -407,16 +353,9 @@ async fn a_write_run_again_after_it_landed_recognises_itself() {
             "{name}: the same write again finds its own commit"
         );
         assert!(
-            !d.tier
-                .replace(&acme(), &next, 1, WriteId::new())
-                .await
-                .unwrap(),
+            !d.replace_as_new_write(&next, 1).await,
             "{name}: another write from version 1 loses"
         );
-        assert_eq!(
-            d.tier.get(&acme(), &id("w1")).await.unwrap(),
-            Some(next),
-            "{name}"
-        );
+        assert_eq!(d.acme_copy("w1").await, Some(next), "{name}");
     }
 }

@@ -46,20 +46,9 @@ async fn put_get_version_guard_and_tombstones() {
         );
 
         // Tenants are separate namespaces.
-        assert_eq!(
-            hot.get(&tenant("acme", Mode::Live), &id("t1"))
-                .await
-                .unwrap(),
-            None,
-            "{name}"
-        );
-        assert_eq!(
-            hot.get(&tenant("globex", Mode::Test), &id("t1"))
-                .await
-                .unwrap(),
-            None,
-            "{name}"
-        );
+        for other in [tenant("acme", Mode::Live), tenant("globex", Mode::Test)] {
+            assert_eq!(hot.get(&other, &id("t1")).await.unwrap(), None, "{name}");
+        }
 
         // An invalidation at version 5 drops the entry and refuses anything older.
         hot.invalidate(&acme(), &id("t1"), 5).await.unwrap();

@@ -10,7 +10,7 @@ use taskward_model::{Task, UpdateTask};
 use taskward_store::{HotTier, RedisHot, Source, TieredStore};
 use taskward_testkit::RedisServer;
 
-use crate::support::{acme, create_req, id, sqlite, Durable};
+use crate::support::{acme, create_t1, id, sqlite, Durable};
 
 const TIMEOUT: Duration = Duration::from_millis(200);
 
@@ -33,18 +33,29 @@ async fn bump(store: &TieredStore, n: u64) -> Task {
         .expect("writes succeed during the outage")
 }
 
+/// Redis still holds `t1` at a version from `first` up to, but not including, `last`.
+async fn assert_redis_kept_a_copy_older_than_the_last_write(
+    hot: &RedisHot,
+    first: &Task,
+    last: &Task,
+) {
+    let stale = hot
+        .get(&acme(), &id("t1"))
+        .await
+        .unwrap()
+        .expect("Redis kept the task");
+    assert!(
+        stale.version < last.version && stale.version >= first.version,
+        "{stale:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_killed_redis_loses_nothing_acknowledged() {
     let mut server = RedisServer::start();
     let durable = sqlite().await;
     let (store, _) = store_over(&server, &durable).await;
-    store
-        .create(
-            &acme(),
-            create_req(json!({"task_id": "t1", "task_type": "thumbnail"})),
-        )
-        .await
-        .unwrap();
+    create_t1(&store).await;
     assert_eq!(store.get(&acme(), &id("t1")).await.unwrap().1, Source::Hot);
 
     server.kill();
@@ -76,14 +87,7 @@ async fn a_partition_that_kept_old_data_never_serves_it_after_healing() {
     let server = RedisServer::start();
     let durable = sqlite().await;
     let (store, hot) = store_over(&server, &durable).await;
-    let v1 = store
-        .create(
-            &acme(),
-            create_req(json!({"task_id": "t1", "task_type": "thumbnail"})),
-        )
-        .await
-        .unwrap()
-        .task;
+    let v1 = create_t1(&store).await.task;
 
     server.pause();
     let started = Instant::now();
@@ -101,15 +105,7 @@ async fn a_partition_that_kept_old_data_never_serves_it_after_healing() {
     server.resume();
     // Redis kept its old data through the partition (and may have applied the write that timed
     // out, late): either way it holds a version older than the last acknowledged one.
-    let stale = hot
-        .get(&acme(), &id("t1"))
-        .await
-        .unwrap()
-        .expect("Redis kept the task");
-    assert!(
-        stale.version < v3.version && stale.version >= v1.version,
-        "{stale:?}"
-    );
+    assert_redis_kept_a_copy_older_than_the_last_write(&hot, &v1, &v3).await;
     assert_eq!(
         store.get(&acme(), &id("t1")).await.unwrap(),
         (v3.clone(), Source::Durable),
@@ -130,14 +126,7 @@ async fn pending_invalidations_survive_a_restart_of_the_instance() {
     let server = RedisServer::start();
     let durable = sqlite().await;
     let (store, hot) = store_over(&server, &durable).await;
-    let v1 = store
-        .create(
-            &acme(),
-            create_req(json!({"task_id": "t1", "task_type": "thumbnail"})),
-        )
-        .await
-        .unwrap()
-        .task;
+    let v1 = create_t1(&store).await.task;
     server.pause();
     bump(&store, 1).await;
     let v3 = bump(&store, 2).await;
@@ -147,15 +136,7 @@ async fn pending_invalidations_survive_a_restart_of_the_instance() {
     // A new instance over the same durable tier starts suspect: Redis holds an older version.
     let (store, _) = store_over(&server, &durable).await;
     assert!(store.hot_suspect());
-    let stale = hot
-        .get(&acme(), &id("t1"))
-        .await
-        .unwrap()
-        .expect("Redis kept the task");
-    assert!(
-        stale.version < v3.version && stale.version >= v1.version,
-        "{stale:?}"
-    );
+    assert_redis_kept_a_copy_older_than_the_last_write(&hot, &v1, &v3).await;
     assert_eq!(
         store.get(&acme(), &id("t1")).await.unwrap(),
         (v3.clone(), Source::Durable)

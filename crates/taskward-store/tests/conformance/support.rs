@@ -6,8 +6,8 @@ use std::time::Duration;
 use serde_json::json;
 use taskward_model::{CreateTask, Mode, OrgId, Task, TaskId, Tenant};
 use taskward_store::{
-    DurableTier, HotTier, KeyStore, MemoryHot, PostgresDurable, PostgresOptions, RedisHot,
-    SqliteDurable,
+    Created, DurableTier, HotTier, Inserted, KeyStore, MemoryHot, PostgresDurable, PostgresOptions,
+    RedisHot, SqliteDurable, TieredStore, WriteId,
 };
 use taskward_testkit::{PgSchema, RedisPrefix};
 
@@ -17,6 +17,30 @@ pub struct Durable {
     pub keys: Arc<dyn KeyStore>,
     pub pg: Option<PostgresDurable>,
     _guard: Box<dyn std::any::Any + Send>,
+}
+
+impl Durable {
+    /// What the tier holds as acme's task `task_id`.
+    pub async fn acme_copy(&self, task_id: &str) -> Option<Task> {
+        self.tier.get(&acme(), &id(task_id)).await.expect("get")
+    }
+
+    /// Inserts `t` for `tenant` as a write of its own (a fresh write id), so never a retry.
+    pub async fn insert_as_new_write(&self, tenant: &Tenant, t: &Task, digest: &str) -> Inserted {
+        self.tier
+            .insert(tenant, t, digest, WriteId::new())
+            .await
+            .expect("insert")
+    }
+
+    /// Replaces acme's copy of `t` if it is at `expected`, as a write of its own; whether it
+    /// won.
+    pub async fn replace_as_new_write(&self, t: &Task, expected: u64) -> bool {
+        self.tier
+            .replace(&acme(), t, expected, WriteId::new())
+            .await
+            .expect("replace")
+    }
 }
 
 pub async fn sqlite() -> Durable {
@@ -100,6 +124,17 @@ pub fn id(s: &str) -> TaskId {
 
 pub fn create_req(v: serde_json::Value) -> CreateTask {
     serde_json::from_value(v).unwrap()
+}
+
+/// Creates the `thumbnail` task `t1` for `acme` through `store`: the subject of most stories.
+pub async fn create_t1(store: &TieredStore) -> Created {
+    store
+        .create(
+            &acme(),
+            create_req(json!({"task_id": "t1", "task_type": "thumbnail"})),
+        )
+        .await
+        .expect("create t1")
 }
 
 /// A task at `version`, built by the model's own rules.

@@ -8,7 +8,7 @@ use taskward_model::list::{ListQuery, Paging, PagingParams, Sort};
 use taskward_model::{TaskStatus, UpdateTask};
 use taskward_store::{HotTier, Killed, MemoryHot, RenderedTask, Source, StoreError, TieredStore};
 
-use crate::support::{acme, create_req, id, memory, postgres, redis, sqlite};
+use crate::support::{acme, create_t1, id, memory, postgres, redis, sqlite};
 
 #[tokio::test]
 async fn the_same_story_on_every_pairing() {
@@ -23,13 +23,7 @@ async fn the_same_story_on_every_pairing() {
         let store = TieredStore::new(hot.tier.clone(), durable.tier.clone())
             .await
             .unwrap();
-        let created = store
-            .create(
-                &acme(),
-                create_req(json!({"task_id": "t1", "task_type": "thumbnail"})),
-            )
-            .await
-            .unwrap();
+        let created = create_t1(&store).await;
         assert!(created.new, "{name}");
         let (got, source) = store.get(&acme(), &id("t1")).await.unwrap();
         assert_eq!(
@@ -185,14 +179,7 @@ async fn an_instance_cut_off_from_the_hot_tier_never_leaves_another_reading_the_
     let a = TieredStore::with_lease(Arc::new(unreachable), durable.tier.clone(), lease)
         .await
         .unwrap();
-    let v1 = b
-        .create(
-            &acme(),
-            create_req(json!({"task_id": "t1", "task_type": "thumbnail"})),
-        )
-        .await
-        .unwrap()
-        .task;
+    let v1 = create_t1(&b).await.task;
     assert_eq!(
         b.get(&acme(), &id("t1")).await.unwrap(),
         (v1.clone(), Source::Hot)
