@@ -67,7 +67,7 @@ impl ClientArgs {
 
     /// A failure to reach the server, said with what to check. Other errors pass unchanged:
     /// their messages already name each cause once.
-    fn explain<T>(&self, result: anyhow::Result<T>) -> anyhow::Result<T> {
+    pub(super) fn explain<T>(&self, result: anyhow::Result<T>) -> anyhow::Result<T> {
         let e = match result {
             Ok(v) => return Ok(v),
             Err(e) => e,
@@ -105,7 +105,7 @@ impl ClientArgs {
 #[derive(Debug, Args)]
 pub struct GetArgs {
     #[command(flatten)]
-    conn: ClientArgs,
+    pub(super) conn: ClientArgs,
     /// The task's id.
     task_id: String,
     /// Wait until the task ends (long-poll), then print it; exits like `watch`.
@@ -122,7 +122,7 @@ pub struct GetArgs {
 #[derive(Debug, Args)]
 pub struct ListArgs {
     #[command(flatten)]
-    conn: ClientArgs,
+    pub(super) conn: ClientArgs,
     /// Only these statuses (comma-separated or repeated), e.g. PROCESSING,FAILED.
     #[arg(long, value_delimiter = ',', value_name = "STATUS")]
     status: Vec<String>,
@@ -146,7 +146,7 @@ pub struct ListArgs {
 #[derive(Debug, Args)]
 pub struct KillArgs {
     #[command(flatten)]
-    conn: ClientArgs,
+    pub(super) conn: ClientArgs,
     /// The task's id.
     task_id: String,
 }
@@ -154,7 +154,7 @@ pub struct KillArgs {
 #[derive(Debug, Args)]
 pub struct WatchArgs {
     #[command(flatten)]
-    conn: ClientArgs,
+    pub(super) conn: ClientArgs,
     /// The task's id.
     task_id: String,
     /// Give up after this many seconds (exit 6).
@@ -165,7 +165,7 @@ pub struct WatchArgs {
 #[derive(Debug, Args)]
 pub struct CreateArgs {
     #[command(flatten)]
-    conn: ClientArgs,
+    pub(super) conn: ClientArgs,
     /// The task as JSON: the text itself, `@FILE`, or `-` for stdin.
     body: String,
     /// Print the task's JSON instead of its id.
@@ -176,7 +176,7 @@ pub struct CreateArgs {
 #[derive(Debug, Args)]
 pub struct UpdateArgs {
     #[command(flatten)]
-    conn: ClientArgs,
+    pub(super) conn: ClientArgs,
     /// The task's id.
     task_id: String,
     /// The patch as JSON (`{status?, outputs?, additional_data?, description?}`): the text
@@ -190,13 +190,20 @@ pub struct UpdateArgs {
     json: bool,
 }
 
-/// `taskward get`.
-pub async fn get(a: GetArgs) -> anyhow::Result<ExitCode> {
-    let conn = a.conn.clone();
-    conn.explain(get_inner(a).await)
+/// Prints `task` on stdout: its JSON, or the readable view (in colour on a terminal).
+fn print_task(task: &TaskResponse, json: bool) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if json {
+        writeln!(out, "{}", serde_json::to_string_pretty(task)?)?;
+    } else {
+        let colour = render::colour_for(out.is_terminal());
+        write!(out, "{}", render::task_view(task, colour))?;
+    }
+    Ok(())
 }
 
-async fn get_inner(a: GetArgs) -> anyhow::Result<ExitCode> {
+/// `taskward get`.
+pub async fn get(a: &GetArgs) -> anyhow::Result<ExitCode> {
     let client = a.conn.client()?;
     let (task, code) = if a.wait {
         let timeout = seconds(a.timeout)?.unwrap_or(Duration::MAX);
@@ -217,13 +224,7 @@ async fn get_inner(a: GetArgs) -> anyhow::Result<ExitCode> {
     } else {
         (client.get(&a.task_id).await?, ExitCode::SUCCESS)
     };
-    let mut out = std::io::stdout().lock();
-    if a.json {
-        writeln!(out, "{}", serde_json::to_string_pretty(&task)?)?;
-    } else {
-        let colour = render::colour_for(out.is_terminal());
-        write!(out, "{}", render::task_view(&task, colour))?;
-    }
+    print_task(&task, a.json)?;
     if a.wait {
         report_error_message(&task);
     }
@@ -231,12 +232,7 @@ async fn get_inner(a: GetArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// `taskward list`.
-pub async fn list(a: ListArgs) -> anyhow::Result<ExitCode> {
-    let conn = a.conn.clone();
-    conn.explain(list_inner(a).await)
-}
-
-async fn list_inner(a: ListArgs) -> anyhow::Result<ExitCode> {
+pub async fn list(a: &ListArgs) -> anyhow::Result<ExitCode> {
     let client = a.conn.client()?;
     let statuses: Vec<TaskStatus> = if a.active {
         TaskStatus::ALL
@@ -270,24 +266,14 @@ async fn list_inner(a: ListArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// `taskward kill`.
-pub async fn kill(a: KillArgs) -> anyhow::Result<ExitCode> {
-    let conn = a.conn.clone();
-    conn.explain(kill_inner(a).await)
-}
-
-async fn kill_inner(a: KillArgs) -> anyhow::Result<ExitCode> {
+pub async fn kill(a: &KillArgs) -> anyhow::Result<ExitCode> {
     let res = a.conn.client()?.kill(&a.task_id).await?;
     writeln!(std::io::stdout().lock(), "{}", res.message)?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// `taskward create`.
-pub async fn create(a: CreateArgs) -> anyhow::Result<ExitCode> {
-    let conn = a.conn.clone();
-    conn.explain(create_inner(a).await)
-}
-
-async fn create_inner(a: CreateArgs) -> anyhow::Result<ExitCode> {
+pub async fn create(a: &CreateArgs) -> anyhow::Result<ExitCode> {
     let client = a.conn.client()?;
     let task: CreateTask = parse_body(&a.body)?;
     let created = client.create(&task).await?;
@@ -304,33 +290,17 @@ async fn create_inner(a: CreateArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// `taskward update`.
-pub async fn update(a: UpdateArgs) -> anyhow::Result<ExitCode> {
-    let conn = a.conn.clone();
-    conn.explain(update_inner(a).await)
-}
-
-async fn update_inner(a: UpdateArgs) -> anyhow::Result<ExitCode> {
+pub async fn update(a: &UpdateArgs) -> anyhow::Result<ExitCode> {
     let client = a.conn.client()?;
     let patch: UpdateTask = parse_body(&a.body)?;
     let task = client.update(&a.task_id, &patch, a.if_match).await?;
-    let mut out = std::io::stdout().lock();
-    if a.json {
-        writeln!(out, "{}", serde_json::to_string_pretty(&task)?)?;
-    } else {
-        let colour = render::colour_for(out.is_terminal());
-        write!(out, "{}", render::task_view(&task, colour))?;
-    }
+    print_task(&task, a.json)?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// `taskward watch`: a live line on a terminal, one tab-separated line per change when piped
 /// (`task_id  status  version  elapsed  progress`).
-pub async fn watch(a: WatchArgs) -> anyhow::Result<ExitCode> {
-    let conn = a.conn.clone();
-    conn.explain(watch_inner(a).await)
-}
-
-async fn watch_inner(a: WatchArgs) -> anyhow::Result<ExitCode> {
+pub async fn watch(a: &WatchArgs) -> anyhow::Result<ExitCode> {
     let client = a.conn.client()?;
     let deadline = seconds(a.timeout)?.and_then(|d| tokio::time::Instant::now().checked_add(d));
     let mut watch = client.watch(&a.task_id)?;

@@ -76,11 +76,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => done(serve::run(args).await),
         Command::Keys(cmd) => done(keys::run(cmd).await),
         Command::Config(args) => done(config::run(&args)),
-        Command::Get(args) => client_cmds::get(args).await,
-        Command::List(args) => client_cmds::list(args).await,
-        Command::Kill(args) => client_cmds::kill(args).await,
-        Command::Watch(args) => client_cmds::watch(args).await,
-        Command::Create(args) => client_cmds::create(args).await,
-        Command::Update(args) => client_cmds::update(args).await,
+        // A client command that cannot reach the server says what to check, the same for all.
+        Command::Get(a) => a.conn.explain(client_cmds::get(&a).await),
+        Command::List(a) => a.conn.explain(client_cmds::list(&a).await),
+        Command::Kill(a) => a.conn.explain(client_cmds::kill(&a).await),
+        Command::Watch(a) => a.conn.explain(client_cmds::watch(&a).await),
+        Command::Create(a) => a.conn.explain(client_cmds::create(&a).await),
+        Command::Update(a) => a.conn.explain(client_cmds::update(&a).await),
     }
 }
