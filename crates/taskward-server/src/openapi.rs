@@ -88,6 +88,12 @@ fn error_example(status: u16, kind: &str, code: &str, message: &str) -> Value {
     json!({"success": false, "status": status, "error": {"message": message, "type": kind, "code": code}})
 }
 
+/// `example` with `details` under `error`, as errors that name a field, scope or version carry.
+fn with_details(mut example: Value, details: Value) -> Value {
+    example["error"]["details"] = details;
+    example
+}
+
 /// Example bodies of the error statuses the operations declare.
 fn error_examples(status: &str) -> Option<Value> {
     Some(match status {
@@ -97,16 +103,15 @@ fn error_examples(status: &str) -> Option<Value> {
             "invalid_api_key",
             "missing API key: send Authorization: Bearer sk_live_… or sk_test_…",
         ),
-        "403" => {
-            let mut e = error_example(
+        "403" => with_details(
+            error_example(
                 403,
                 "forbidden",
                 "missing_scope",
                 "this API key lacks the `write` scope",
-            );
-            e["error"]["details"] = json!({"required_scope": "write"});
-            e
-        }
+            ),
+            json!({"required_scope": "write"}),
+        ),
         "404" => error_example(404, "not_found", "task_not_found", "task not found"),
         "408" => error_example(
             408,
@@ -120,16 +125,15 @@ fn error_examples(status: &str) -> Option<Value> {
             "task_terminal",
             "task is COMPLETED (terminal) and can no longer change",
         ),
-        "412" => {
-            let mut e = error_example(
+        "412" => with_details(
+            error_example(
                 412,
                 "precondition_failed",
                 "version_mismatch",
                 "If-Match version 1 is not the current version 2",
-            );
-            e["error"]["details"] = json!({"current_version": 2});
-            e
-        }
+            ),
+            json!({"current_version": 2}),
+        ),
         "413" => error_example(
             413,
             "payload_too_large",
@@ -142,26 +146,24 @@ fn error_examples(status: &str) -> Option<Value> {
             "not_json",
             "request body must be JSON (Content-Type: application/json)",
         ),
-        "422" => {
-            let mut e = error_example(
+        "422" => with_details(
+            error_example(
                 422,
                 "validation_error",
                 "invalid_value",
                 "page_size: must be an integer from 1 to 1000",
-            );
-            e["error"]["details"] = json!({"field": "page_size"});
-            e
-        }
-        "429" => {
-            let mut e = error_example(
+            ),
+            json!({"field": "page_size"}),
+        ),
+        "429" => with_details(
+            error_example(
                 429,
                 "rate_limited",
                 "rate_limited",
                 "too many requests for this API key; retry in 1 s",
-            );
-            e["error"]["details"] = json!({"retry_after_secs": 1});
-            e
-        }
+            ),
+            json!({"retry_after_secs": 1}),
+        ),
         "503" => error_example(
             503,
             "unavailable",

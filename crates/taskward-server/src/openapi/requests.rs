@@ -195,26 +195,26 @@ pub(super) fn filter_schemas() -> (Value, Value) {
     // (fields, operators, value schema, value required?). `eq` is the default operator, so
     // conditions that allow it may omit `operator`.
     let any_text: Value = json!({"anyOf": [fields(&text), fields(&["status"]), data.clone()]});
-    let mut rules: Vec<(Value, Vec<&str>, Value, bool)> = vec![
-        (
-            fields(&text),
-            [&["eq", "ne"][..], &comparisons, &affixes].concat(),
-            string.clone(),
-            true,
-        ),
-        (fields(&text), vec!["in", "nin"], array(&string), true),
-        (
-            fields(&["status"]),
-            vec!["eq", "ne"],
-            status_value.clone(),
-            true,
-        ),
-        (
-            fields(&["status"]),
-            vec!["in", "nin"],
-            array(&status_value),
-            true,
-        ),
+    // `ops` on `field` with `value`s, then `in`/`nin` on it with arrays of them.
+    let with_in_nin = |field: Value, ops: Vec<&'static str>, value: Value| {
+        let values = array(&value);
+        [
+            (field.clone(), ops, value, true),
+            (field, vec!["in", "nin"], values, true),
+        ]
+    };
+    let mut rules: Vec<(Value, Vec<&str>, Value, bool)> = Vec::new();
+    rules.extend(with_in_nin(
+        fields(&text),
+        [&["eq", "ne"][..], &comparisons, &affixes].concat(),
+        string.clone(),
+    ));
+    rules.extend(with_in_nin(
+        fields(&["status"]),
+        vec!["eq", "ne"],
+        status_value,
+    ));
+    rules.extend([
         (
             fields(&["status"]),
             [&comparisons[..], &affixes].concat(),
@@ -227,25 +227,18 @@ pub(super) fn filter_schemas() -> (Value, Value) {
             json!({"type": "string", "format": "regex"}),
             true,
         ),
-        (
-            fields(&times),
-            [&["eq", "ne"][..], &comparisons].concat(),
-            date_time.clone(),
-            true,
-        ),
-        (fields(&times), vec!["in", "nin"], array(&date_time), true),
-        (
-            fields(&["version"]),
-            [&["eq", "ne"][..], &comparisons].concat(),
-            integer.clone(),
-            true,
-        ),
-        (
-            fields(&["version"]),
-            vec!["in", "nin"],
-            array(&integer),
-            true,
-        ),
+    ]);
+    rules.extend(with_in_nin(
+        fields(&times),
+        [&["eq", "ne"][..], &comparisons].concat(),
+        date_time,
+    ));
+    rules.extend(with_in_nin(
+        fields(&["version"]),
+        [&["eq", "ne"][..], &comparisons].concat(),
+        integer,
+    ));
+    rules.extend([
         (fields(&lists), vec!["contains"], string.clone(), true),
         (data.clone(), vec!["eq", "ne"], scalar.clone(), false),
         (
@@ -256,7 +249,7 @@ pub(super) fn filter_schemas() -> (Value, Value) {
         ),
         (data.clone(), vec!["in", "nin"], array(&scalar), true),
         (data.clone(), affixes.to_vec(), string.clone(), true),
-    ];
+    ]);
     rules.push((
         json!({"anyOf": [fields(&Field::NAMES), data]}),
         vec!["exists", "is_null"],
