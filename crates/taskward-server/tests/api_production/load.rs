@@ -92,6 +92,30 @@ impl Book {
         self.phase.store(phase, Ordering::SeqCst);
     }
 
+    /// Asserts that in every phase the load ran, and no read or write failed and no read was
+    /// stale: the fault was invisible to clients.
+    pub fn assert_no_failed_or_stale_request(&self, label: &str) {
+        for phase in [BEFORE, DURING, AFTER] {
+            let (r, w) = (self.tally(phase, false), self.tally(phase, true));
+            assert_eq!(
+                r.failed, 0,
+                "{label} phase {phase}: failed reads {:?}",
+                r.samples
+            );
+            assert_eq!(
+                r.stale, 0,
+                "{label} phase {phase}: stale reads {:?}",
+                r.samples
+            );
+            assert_eq!(
+                w.failed, 0,
+                "{label} phase {phase}: failed writes {:?}",
+                w.samples
+            );
+            assert!(r.ok > 0 && w.ok > 0, "{label} phase {phase}: load ran");
+        }
+    }
+
     /// One line per phase, for `--no-capture`.
     pub fn print(&self, label: &str) {
         let t = self.tallies.lock().unwrap();
@@ -220,6 +244,16 @@ impl Load {
     }
 
     /// Stops the clients and waits for their last requests.
+    /// Lets the load run for a while (`BEFORE`), then runs `fault` as the `DURING` phase, and
+    /// moves to `AFTER` once it returns; returns what `fault` returned.
+    pub async fn during<T>(&self, fault: impl std::future::Future<Output = T>) -> T {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        self.book.set_phase(DURING);
+        let out = fault.await;
+        self.book.set_phase(AFTER);
+        out
+    }
+
     pub async fn stop(self) -> Arc<Book> {
         self.book.stop.store(true, Ordering::SeqCst);
         for h in self.handles {

@@ -7,21 +7,31 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::json;
 use taskward_server::settings::Secret;
+use taskward_server::Settings;
 use taskward_testkit::PostgresServer;
 use tokio::time::sleep;
 
 use crate::load::{check_all, seed, Load, AFTER, BEFORE, DURING};
-use crate::support::{assert_error, spawn_app_with};
+use crate::support::{assert_error, spawn_app_with, TestApp};
 
 const DURABLE_TIMEOUT_MS: u64 = 1_000;
+
+/// A server whose durable tier is the private PostgreSQL `pg`, waiting on it at most
+/// [`DURABLE_TIMEOUT_MS`]; `tweak` adjusts the rest.
+async fn app_over(pg: &PostgresServer, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    let url = pg.url();
+    spawn_app_with(|s| {
+        s.database_url = Some(Secret::new(url));
+        s.durable.timeout_ms = DURABLE_TIMEOUT_MS;
+        tweak(s);
+    })
+    .await
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_killed_under_load_keeps_cached_reads_refuses_writes_and_loses_nothing() {
     let mut pg = PostgresServer::start();
-    let url = pg.url();
-    let app = spawn_app_with(|s| {
-        s.database_url = Some(Secret::new(url));
-        s.durable.timeout_ms = DURABLE_TIMEOUT_MS;
+    let app = app_over(&pg, |s| {
         s.hot.trust_lease_ms = 200;
         // Shorter than the outage, so the key must be trusted past its cache lifetime.
         s.auth.key_cache_ttl_ms = 300;
@@ -29,21 +39,20 @@ async fn postgres_killed_under_load_keeps_cached_reads_refuses_writes_and_loses_
     .await;
     let ids = seed(&app, "t", 16).await;
     let load = Load::start(&app.base, &app.key, &ids, 4, 4);
-
-    sleep(Duration::from_millis(800)).await;
-    load.book.set_phase(DURING);
-    pg.kill();
-    sleep(Duration::from_secs(3)).await;
-    // A create while it is down: refused in the error shape, not hung.
-    let res = app
-        .create(
-            &app.key,
-            json!({"task_id": "during", "task_type": "thumbnail"}),
-        )
-        .await;
-    assert_error(res, StatusCode::SERVICE_UNAVAILABLE).await;
-    pg.restart();
-    load.book.set_phase(AFTER);
+    load.during(async {
+        pg.kill();
+        sleep(Duration::from_secs(3)).await;
+        // A create while it is down: refused in the error shape, not hung.
+        let res = app
+            .create(
+                &app.key,
+                json!({"task_id": "during", "task_type": "thumbnail"}),
+            )
+            .await;
+        assert_error(res, StatusCode::SERVICE_UNAVAILABLE).await;
+        pg.restart();
+    })
+    .await;
     sleep(Duration::from_secs(2)).await;
     let book = load.stop().await;
     book.print("postgres killed");
@@ -114,12 +123,7 @@ async fn postgres_killed_under_load_keeps_cached_reads_refuses_writes_and_loses_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_succeed_at_once_after_a_quiet_postgres_restart() {
     let mut pg = PostgresServer::start();
-    let url = pg.url();
-    let app = spawn_app_with(|s| {
-        s.database_url = Some(Secret::new(url));
-        s.durable.timeout_ms = DURABLE_TIMEOUT_MS;
-    })
-    .await;
+    let app = app_over(&pg, |_| {}).await;
     let ids = seed(&app, "q", 8).await;
     // Fill the pool: concurrent writes each hold a connection.
     let warm = ids

@@ -8,7 +8,7 @@ use taskward_server::settings::Secret;
 use taskward_testkit::RedisServer;
 use tokio::time::sleep;
 
-use crate::load::{check_all, seed, Book, Load, AFTER, BEFORE, DURING};
+use crate::load::{check_all, seed, Load, DURING};
 use crate::support::{spawn_app_with, TestApp};
 
 const REDIS_TIMEOUT_MS: u64 = 100;
@@ -24,45 +24,22 @@ async fn app_over(redis: &RedisServer) -> TestApp {
     .await
 }
 
-fn assert_no_failure(book: &Book, label: &str) {
-    for phase in [BEFORE, DURING, AFTER] {
-        let (r, w) = (book.tally(phase, false), book.tally(phase, true));
-        assert_eq!(
-            r.failed, 0,
-            "{label} phase {phase}: failed reads {:?}",
-            r.samples
-        );
-        assert_eq!(
-            r.stale, 0,
-            "{label} phase {phase}: stale reads {:?}",
-            r.samples
-        );
-        assert_eq!(
-            w.failed, 0,
-            "{label} phase {phase}: failed writes {:?}",
-            w.samples
-        );
-        assert!(r.ok > 0 && w.ok > 0, "{label} phase {phase}: load ran");
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_killed_under_load_fails_no_request_and_loses_no_acknowledged_write() {
     let mut redis = RedisServer::start();
     let app = app_over(&redis).await;
     let ids = seed(&app, "t", 16).await;
     let load = Load::start(&app.base, &app.key, &ids, 4, 4);
-
-    sleep(Duration::from_millis(800)).await;
-    load.book.set_phase(DURING);
-    redis.kill();
-    sleep(Duration::from_secs(2)).await;
-    redis.restart();
-    load.book.set_phase(AFTER);
+    load.during(async {
+        redis.kill();
+        sleep(Duration::from_secs(2)).await;
+        redis.restart();
+    })
+    .await;
     sleep(Duration::from_secs(2)).await;
     let book = load.stop().await;
     book.print("redis killed");
-    assert_no_failure(&book, "redis killed");
+    book.assert_no_failed_or_stale_request("redis killed");
 
     let (tasks, extra) = check_all(&app, &book, "same instance").await;
     let second = app.second_instance().await;
@@ -88,14 +65,14 @@ async fn redis_partitioned_under_load_never_hangs_and_never_serves_an_old_versio
         bystander.get_ok(id).await;
     }
     let load = Load::start(&app.base, &app.key, &ids, 4, 4);
-
-    sleep(Duration::from_millis(800)).await;
-    load.book.set_phase(DURING);
-    redis.pause();
-    sleep(Duration::from_secs(2)).await;
-    redis.resume();
-    let healed = Instant::now();
-    load.book.set_phase(AFTER);
+    let healed = load
+        .during(async {
+            redis.pause();
+            sleep(Duration::from_secs(2)).await;
+            redis.resume();
+            Instant::now()
+        })
+        .await;
 
     // An instance that never saw the failure itself must not serve Redis's old entry either:
     // the writes it missed were acknowledged only after its lease made it look for them.
@@ -116,7 +93,7 @@ async fn redis_partitioned_under_load_never_hangs_and_never_serves_an_old_versio
     eprintln!(
         "[redis partitioned] bystander after healing: {bystander_reads} reads, {bystander_stale} stale, last stale at {last_stale:?} after healing"
     );
-    assert_no_failure(&book, "redis partitioned");
+    book.assert_no_failed_or_stale_request("redis partitioned");
     let during = book
         .tally(DURING, false)
         .max_latency

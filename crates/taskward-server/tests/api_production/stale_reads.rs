@@ -14,7 +14,7 @@ use taskward_server::settings::Secret;
 use taskward_testkit::{RedisServer, TcpProxy};
 use tokio::time::sleep;
 
-use crate::load::{check_all, seed, Book, Load, Targets, AFTER, BEFORE, DURING};
+use crate::load::{check_all, seed, Load, Targets};
 use crate::support::{spawn_app_with, TestApp};
 
 /// What happens to Redis during the middle phase.
@@ -94,28 +94,6 @@ async fn apply(fault: Fault, redis: &mut RedisServer, proxy: &TcpProxy) {
     }
 }
 
-fn assert_never_stale(book: &Book, label: &str) {
-    for phase in [BEFORE, DURING, AFTER] {
-        let (r, w) = (book.tally(phase, false), book.tally(phase, true));
-        assert_eq!(
-            r.stale, 0,
-            "{label} phase {phase}: stale reads {:?}",
-            r.samples
-        );
-        assert_eq!(
-            r.failed, 0,
-            "{label} phase {phase}: failed reads {:?}",
-            r.samples
-        );
-        assert_eq!(
-            w.failed, 0,
-            "{label} phase {phase}: failed writes {:?}",
-            w.samples
-        );
-        assert!(r.ok > 0 && w.ok > 0, "{label} phase {phase}: load ran");
-    }
-}
-
 async fn run(fault: Fault) {
     let label = format!("stale reads, {fault:?}");
     let mut redis = RedisServer::start();
@@ -129,45 +107,31 @@ async fn run(fault: Fault) {
         if_match: true,
     };
     let load = Load::start_with(&targets, &b.key, &ids, 8, 3);
-    sleep(Duration::from_millis(800)).await;
-    load.book.set_phase(DURING);
-    apply(fault, &mut redis, &proxy).await;
-    load.book.set_phase(AFTER);
+    load.during(apply(fault, &mut redis, &proxy)).await;
     sleep(Duration::from_millis(1500)).await;
     let book = load.stop().await;
     book.print(&label);
-    assert_never_stale(&book, &label);
+    book.assert_no_failed_or_stale_request(&label);
     for (app, name) in [(&a, "A"), (&b, "B"), (&c, "C")] {
         check_all(app, &book, &format!("{label}, instance {name}")).await;
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_stale_read_across_instances_without_a_fault() {
-    run(Fault::None).await;
+/// One test per fault, named for what it shows, each running [`run`] under that fault.
+macro_rules! under_each_fault {
+    ($($name:ident: $fault:expr;)*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            run($fault).await;
+        }
+    )*};
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_stale_read_across_instances_while_one_instance_link_to_redis_stalls() {
-    run(Fault::StallA).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_stale_read_across_instances_while_one_instance_is_cut_off_from_redis() {
-    run(Fault::CutA).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_stale_read_across_instances_while_redis_is_slow() {
-    run(Fault::SlowRedis).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_stale_read_across_instances_while_redis_is_paused() {
-    run(Fault::PauseRedis).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_stale_read_across_instances_when_redis_is_killed() {
-    run(Fault::KillRedis).await;
+under_each_fault! {
+    no_stale_read_across_instances_without_a_fault: Fault::None;
+    no_stale_read_across_instances_while_one_instance_link_to_redis_stalls: Fault::StallA;
+    no_stale_read_across_instances_while_one_instance_is_cut_off_from_redis: Fault::CutA;
+    no_stale_read_across_instances_while_redis_is_slow: Fault::SlowRedis;
+    no_stale_read_across_instances_while_redis_is_paused: Fault::PauseRedis;
+    no_stale_read_across_instances_when_redis_is_killed: Fault::KillRedis;
 }
