@@ -11,11 +11,14 @@ use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use reqwest::header::{HeaderName, HeaderValue};
 use reqwest::Method;
 use serde_json::{json, Map, Value};
+use taskward_model::filter::Op;
+use taskward_model::CreateTask;
 
 use crate::raw::{self, Reply};
 use crate::support::{assert_error_shape, spawn_app_with, TestApp};
 
-const WORDS: &[&str] = &[
+/// Words of the API besides its operators ([`words`] adds those).
+const OTHER_WORDS: &[&str] = &[
     "t1",
     "t2",
     "missing",
@@ -26,20 +29,6 @@ const WORDS: &[&str] = &[
     "FAILED",
     "COMPLETED",
     "CANCELED",
-    "eq",
-    "ne",
-    "gt",
-    "gte",
-    "lt",
-    "lte",
-    "in",
-    "nin",
-    "contains",
-    "starts_with",
-    "ends_with",
-    "regex",
-    "exists",
-    "is_null",
     "task_id",
     "status",
     "created_at",
@@ -68,14 +57,8 @@ const WORDS: &[&str] = &[
     "*",
 ];
 
-const KEYS: &[&str] = &[
-    "task_id",
-    "task_type",
-    "status",
-    "inputs",
-    "outputs",
-    "additional_data",
-    "description",
+/// Body keys besides a create's fields ([`keys`] adds those).
+const OTHER_KEYS: &[&str] = &[
     "filters",
     "AND",
     "OR",
@@ -93,9 +76,20 @@ const KEYS: &[&str] = &[
     "k",
 ];
 
+/// The vocabulary words are drawn from: every filter operator as the model spells it (so a new
+/// one is generated at once), then the rest.
+fn words() -> Vec<&'static str> {
+    [&Op::NAMES[..], OTHER_WORDS].concat()
+}
+
+/// The keys bodies are built from: a create's fields as the model lists them, then the rest.
+fn keys() -> Vec<&'static str> {
+    [&CreateTask::FIELDS[..], OTHER_KEYS].concat()
+}
+
 fn word() -> impl Strategy<Value = String> {
     prop_oneof![
-        3 => prop::sample::select(WORDS).prop_map(str::to_owned),
+        3 => prop::sample::select(words()).prop_map(str::to_owned),
         1 => ".{0,24}",
     ]
 }
@@ -113,7 +107,7 @@ fn json_value() -> impl Strategy<Value = Value> {
             prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
             prop::collection::vec(
                 (
-                    prop_oneof![3 => prop::sample::select(KEYS).prop_map(str::to_owned), 1 => word()],
+                    prop_oneof![3 => prop::sample::select(keys()).prop_map(str::to_owned), 1 => word()],
                     inner
                 ),
                 0..5

@@ -2,6 +2,7 @@
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
+use taskward_model::CreateTask;
 
 use crate::support::{assert_error, assert_task_shape, spawn_app, Shape};
 
@@ -402,15 +403,8 @@ async fn health_readiness_request_ids_and_openapi() {
         assert!(doc["paths"][path].is_object(), "{path} missing");
     }
     let task = &doc["components"]["schemas"]["TaskResponse"]["properties"];
-    for field in [
-        "task_id",
-        "task_type",
-        "status",
-        "inputs",
-        "outputs",
-        "additional_data",
-        "error_message",
-    ] {
+    // Every field a create may set comes back, and so does the computed `error_message`.
+    for field in CreateTask::FIELDS.into_iter().chain(["error_message"]) {
         assert!(task[field].is_object(), "TaskResponse.{field} missing");
     }
     let statuses = &doc["components"]["schemas"]["TaskStatus"]["enum"];
