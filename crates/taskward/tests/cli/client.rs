@@ -248,56 +248,24 @@ async fn list_prints_an_aligned_table_or_json_lines_and_filters() {
         .collect();
     assert_eq!(ids, ["c", "b", "a-long-task-id"]);
 
-    let ids_of = |out: String| -> Vec<String> {
-        out.lines()
+    // Each selector, and the ids of the table's rows (after its header), newest first.
+    for (args, expected) in [
+        (&["--status", "failed"][..], &["b"][..]),
+        (&["--status", "FAILED,PENDING"], &["c", "b"]),
+        (&["--type", "materialize"], &["b"]),
+        (&["--search", "LONG"], &["a-long-task-id"]),
+        (&["--limit", "2"], &["c", "b"]),
+        (&["--active"], &["c", "a-long-task-id"]),
+    ] {
+        let out = app.run(&[&["list"][..], args].concat()).await.expect(0);
+        let ids: Vec<String> = out
+            .stdout()
+            .lines()
             .skip(1)
             .map(|l| l.split_whitespace().next().unwrap().to_owned())
-            .collect()
-    };
-    assert_eq!(
-        ids_of(
-            app.run(&["list", "--status", "failed"])
-                .await
-                .expect(0)
-                .stdout()
-        ),
-        ["b"]
-    );
-    assert_eq!(
-        ids_of(
-            app.run(&["list", "--status", "FAILED,PENDING"])
-                .await
-                .expect(0)
-                .stdout()
-        ),
-        ["c", "b"]
-    );
-    assert_eq!(
-        ids_of(
-            app.run(&["list", "--type", "materialize"])
-                .await
-                .expect(0)
-                .stdout()
-        ),
-        ["b"]
-    );
-    assert_eq!(
-        ids_of(
-            app.run(&["list", "--search", "LONG"])
-                .await
-                .expect(0)
-                .stdout()
-        ),
-        ["a-long-task-id"]
-    );
-    assert_eq!(
-        ids_of(app.run(&["list", "--limit", "2"]).await.expect(0).stdout()),
-        ["c", "b"]
-    );
-    assert_eq!(
-        ids_of(app.run(&["list", "--active"]).await.expect(0).stdout()),
-        ["c", "a-long-task-id"]
-    );
+            .collect();
+        assert_eq!(ids, expected, "list {args:?}");
+    }
 
     let err = app
         .run(&["list", "--status", "DONE"])

@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
-use crate::support::{free_addr, keys_in, taskward, Serve};
+use crate::support::{free_addr, keys_in, output_ok, taskward, Serve};
 
 /// `serve` answers `/healthz` within this of being spawned.
 const HEALTHY_WITHIN: Duration = Duration::from_secs(1);
@@ -67,6 +67,16 @@ async fn create_ok(serve: &Serve, key: &str, task_type: &str) -> String {
     task["task_id"].as_str().expect("a task_id").to_owned()
 }
 
+/// `keys create` arguments for a live read-write key of `acme`, the key these tests mint.
+const CREATE_ACME_LIVE_KEY: [&str; 7] = [
+    "create",
+    "--org",
+    "acme",
+    "--mode",
+    "live",
+    "--scopes",
+    "read,write",
+];
 #[tokio::test]
 async fn serve_answers_healthz_within_a_second_and_prints_the_first_key_once() {
     let tmp = TempDir::new().unwrap();
@@ -122,15 +132,7 @@ async fn keys_create_prints_only_the_key_and_works_while_serve_runs() {
         run(&mut cmd)
     };
 
-    let out = keys(&[
-        "create",
-        "--org",
-        "acme",
-        "--mode",
-        "live",
-        "--scopes",
-        "read,write",
-    ]);
+    let out = keys(&CREATE_ACME_LIVE_KEY);
     assert!(out.status.success(), "{out:?}");
     let stdout = stdout_of(&out);
     let lines: Vec<&str> = stdout.lines().collect();
@@ -365,16 +367,7 @@ async fn the_production_shape_prints_no_key_and_keys_work_against_postgres() {
     serve.wait_healthy(HEALTHY_WITHIN).await;
 
     let mut create = taskward(tmp.path());
-    create.args([
-        "keys",
-        "create",
-        "--org",
-        "acme",
-        "--mode",
-        "live",
-        "--scopes",
-        "read,write",
-    ]);
+    create.arg("keys").args(CREATE_ACME_LIVE_KEY);
     production(&mut create);
     let key = stdout_of(&run(&mut create)).trim().to_owned();
     assert!(key.starts_with("sk_live_"), "{key}");
@@ -426,40 +419,34 @@ async fn a_data_dir_or_database_the_user_cannot_write_is_refused_with_what_to_do
         std::fs::set_permissions(p, std::fs::Permissions::from_mode(m))
     };
     mode(dir.path(), 0o777).expect("chmod");
-    let run_as_user = |args: &[&str]| {
+    // `keys list` over `data`, run as that user.
+    let keys_list_as_user = |data: &std::path::Path| {
         let mut cmd = taskward(dir.path());
-        cmd.args(args);
+        cmd.args(["keys", "list", "--data-dir"]).arg(data);
         if as_root {
             cmd.uid(65534).gid(65534);
         }
-        run(&mut cmd)
+        cmd
+    };
+    // Refused, with an error that says each of `says`.
+    let assert_refused = |data: &std::path::Path, says: [&str; 2]| {
+        let out = run(&mut keys_list_as_user(data));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(says.iter().all(|s| err.contains(s)), "{err}");
     };
     let locked = dir.path().join("locked");
     std::fs::create_dir(&locked).expect("dir");
     mode(&locked, 0o555).expect("chmod");
-    let out = run_as_user(&["keys", "list", "--data-dir", locked.to_str().unwrap()]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
-    assert!(
-        err.contains("cannot write to the data directory") && err.contains("permission denied"),
-        "{err}"
+    assert_refused(
+        &locked,
+        ["cannot write to the data directory", "permission denied"],
     );
 
     let data = dir.path().join("data");
     std::fs::create_dir(&data).expect("dir");
     mode(&data, 0o777).expect("chmod");
-    let out = run_as_user(&["keys", "list", "--data-dir", data.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    output_ok(&mut keys_list_as_user(&data));
     mode(&data.join("taskward.db"), 0o444).expect("chmod");
-    let out = run_as_user(&["keys", "list", "--data-dir", data.to_str().unwrap()]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
-    assert!(
-        err.contains("is read-only") && err.contains("chmod u+w"),
-        "{err}"
-    );
+    assert_refused(&data, ["is read-only", "chmod u+w"]);
 }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use taskward_testkit::{PgSchema, RedisPrefix, RedisServer};
 
-use crate::support::{free_addr, taskward, Serve};
+use crate::support::{free_addr, output_ok, taskward, Serve};
 
 /// `taskward serve` in `cwd` over `cwd/data` on a free port.
 fn start(cwd: &Path, tweak: impl FnOnce(&mut Command)) -> Serve {
@@ -148,15 +148,8 @@ async fn sigterm_drains_in_flight_requests_and_loses_no_acknowledged_write() {
     again.wait_healthy(HEALTHY_WITHIN).await;
     let mut unsure_applied = 0;
     for a in &acked {
-        let v: Value = client
-            .get(again.url(&format!("/v1/tasks/{}", a.id)))
-            .bearer_auth(&key)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let req = client.get(again.url(&format!("/v1/tasks/{}", a.id)));
+        let v: Value = sent(req.bearer_auth(&key)).await.json().await.unwrap();
         let stored = v["version"].as_u64().unwrap();
         if stored == a.version {
             assert_eq!(v["description"], a.description.as_str(), "{}", a.id);
@@ -175,6 +168,11 @@ async fn sigterm_drains_in_flight_requests_and_loses_no_acknowledged_write() {
          unanswered writes applied; drained and exited {drained_in:?} after the signal",
         acked.len()
     );
+}
+
+/// Sends a request that must reach the server (its answer is the test's business).
+async fn sent(req: reqwest::RequestBuilder) -> reqwest::Response {
+    req.send().await.expect("request")
 }
 
 async fn futures_join<T: Send + 'static>(handles: Vec<tokio::task::JoinHandle<T>>) -> Vec<T> {
@@ -234,17 +232,9 @@ async fn no_key_or_password_appears_in_any_log_line_at_trace() {
     for (org, scopes) in [("acme", "read,write,cancel"), ("globex", "read")] {
         let mut cmd = taskward(dir.path());
         env(&mut cmd);
-        let out = cmd
-            .args([
-                "keys", "create", "--org", org, "--mode", "live", "--scopes", scopes,
-            ])
-            .output()
-            .expect("keys create");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = output_ok(cmd.args([
+            "keys", "create", "--org", org, "--mode", "live", "--scopes", scopes,
+        ]));
         keys.push(String::from_utf8(out.stdout).unwrap().trim().to_owned());
         logs.push_str(&String::from_utf8_lossy(&out.stderr));
     }
@@ -261,67 +251,45 @@ async fn no_key_or_password_appears_in_any_log_line_at_trace() {
         let url = url("");
         async move {
             let id = format!("log-{round}");
-            let r = c
-                .post(format!("{url}/v1/tasks"))
-                .bearer_auth(&key)
-                .json(&json!({"task_id": id, "task_type": "thumbnail", "status": "PROCESSING", "additional_data": {"k": 1}}))
-                .send()
-                .await
-                .unwrap();
+            let task = format!("{url}/v1/tasks/{id}");
+            let r = sent(c.post(format!("{url}/v1/tasks")).bearer_auth(&key).json(
+                &json!({"task_id": id, "task_type": "thumbnail", "status": "PROCESSING", "additional_data": {"k": 1}}),
+            ))
+            .await;
             assert_eq!(r.status(), 201);
-            for k in [&key, &reader, &wrong] {
-                let _ = c
-                    .get(format!("{url}/v1/tasks/{id}"))
-                    .bearer_auth(k)
-                    .send()
-                    .await
-                    .unwrap();
+            // Reads with every kind of key, and a key in the wrong scheme.
+            let mut reads: Vec<_> = [&key, &reader, &wrong]
+                .into_iter()
+                .map(|k| c.get(&task).bearer_auth(k))
+                .collect();
+            reads.push(c.get(&task).header("Authorization", format!("Basic {key}")));
+            for req in reads {
+                sent(req).await;
             }
-            let _ = c
-                .get(format!("{url}/v1/tasks/{id}"))
-                .header("Authorization", format!("Basic {key}"))
-                .send()
-                .await
-                .unwrap();
-            let r = c
-                .patch(format!("{url}/v1/tasks/{id}"))
-                .bearer_auth(&key)
-                .header("If-Match", "\"1\"")
-                .json(&json!({"status": "FAILED", "additional_data": {"error": "boom"}}))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 200);
-            let _ = c
-                .patch(format!("{url}/v1/tasks/{id}"))
-                .bearer_auth(&key)
-                .header("If-Match", "\"1\"")
-                .json(&json!({"status": "COMPLETED"}))
-                .send()
-                .await
-                .unwrap();
-            let _ = c
-                .post(format!("{url}/v1/tasks/list?include_total=true"))
-                .bearer_auth(&reader)
-                .json(&json!({"filters": {"AND": [{"field": "additional_data.k", "operator": "eq", "value": 1}]}}))
-                .send()
-                .await
-                .unwrap();
-            let _ = c
-                .post(format!("{url}/v1/tasks"))
-                .bearer_auth(&key)
-                .header("Content-Type", "application/json")
-                .body("{not json")
-                .send()
-                .await
-                .unwrap();
-            let _ = c
-                .delete(format!("{url}/v1/tasks/{id}"))
-                .bearer_auth(&key)
-                .send()
-                .await
-                .unwrap();
-            let _ = c.get(format!("{url}/readyz")).send().await.unwrap();
+            let failed = json!({"status": "FAILED", "additional_data": {"error": "boom"}});
+            let if_match = |body: Value| {
+                c.patch(&task)
+                    .bearer_auth(&key)
+                    .header("If-Match", "\"1\"")
+                    .json(&body)
+            };
+            assert_eq!(sent(if_match(failed)).await.status(), 200);
+            // Then what answers errors: a stale If-Match, a filter, bad JSON; and the rest.
+            let filter = json!({"filters": {"AND": [{"field": "additional_data.k", "operator": "eq", "value": 1}]}});
+            for req in [
+                if_match(json!({"status": "COMPLETED"})),
+                c.post(format!("{url}/v1/tasks/list?include_total=true"))
+                    .bearer_auth(&reader)
+                    .json(&filter),
+                c.post(format!("{url}/v1/tasks"))
+                    .bearer_auth(&key)
+                    .header("Content-Type", "application/json")
+                    .body("{not json"),
+                c.delete(&task).bearer_auth(&key),
+                c.get(format!("{url}/readyz")),
+            ] {
+                sent(req).await;
+            }
         }
     };
     scenario(1).await;

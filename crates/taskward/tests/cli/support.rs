@@ -6,7 +6,7 @@
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -22,6 +22,17 @@ pub fn taskward(cwd: &Path) -> Command {
     }
     cmd.current_dir(cwd).stdin(Stdio::null());
     cmd
+}
+
+/// Runs `cmd` to completion and asserts it succeeded (its stderr says why not).
+pub fn output_ok(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("running taskward");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
 }
 
 /// An address nobody listens on (yet).
