@@ -8,32 +8,37 @@ use serde_json::{json, Value};
 
 use crate::support::{assert_error, spawn_app, spawn_app_with, Shape, TestApp};
 
-/// A GET of task `id` with `If-None-Match` (if any) and a query string.
-async fn get_with(app: &TestApp, id: &str, inm: Option<&str>, query: &str) -> Response {
+/// A GET of task `id` with `If-None-Match` (if any) and a query string: built at once, sent
+/// when awaited (so it can run on a task of its own).
+fn get_with(
+    app: &TestApp,
+    id: &str,
+    inm: Option<&str>,
+    query: &str,
+) -> impl std::future::Future<Output = Response> + Send + 'static {
     let mut req = app.req(Method::GET, &format!("/v1/tasks/{id}{query}"), &app.key);
     if let Some(inm) = inm {
         req = req.header("if-none-match", inm);
     }
-    req.send().await.expect("request")
+    async move { req.send().await.expect("request") }
 }
 
-/// [`get_with`] on a task of its own (so the test can write meanwhile): the answer and how
-/// long it took.
-fn spawn_get(
+/// [`get_with`] on a task of its own (so the test can write meanwhile), returned once the
+/// server has registered it as the only wait: what follows exercises the wake, not the first
+/// read. Its answer and how long it took.
+async fn waiting_get(
     app: &TestApp,
     id: &str,
     inm: Option<&str>,
     query: &str,
 ) -> tokio::task::JoinHandle<(Response, Duration)> {
-    let mut req = app.req(Method::GET, &format!("/v1/tasks/{id}{query}"), &app.key);
-    if let Some(inm) = inm {
-        req = req.header("if-none-match", inm);
-    }
-    tokio::spawn(async move {
+    let get = get_with(app, id, inm, query);
+    let waiter = tokio::spawn(async move {
         let started = Instant::now();
-        let res = req.send().await.expect("request");
-        (res, started.elapsed())
-    })
+        (get.await, started.elapsed())
+    });
+    until_waiting(app, 1).await;
+    waiter
 }
 
 /// The server's count of tasks long-polls are waiting on (`/metrics`).
@@ -45,8 +50,7 @@ async fn waited_on(app: &TestApp) -> u64 {
         .expect("taskward_long_poll_tasks in /metrics")
 }
 
-/// Returns once `n` tasks are being waited on: the waiter is registered, so what follows
-/// exercises the wake, not the first read.
+/// Returns once `n` tasks are being waited on.
 async fn until_waiting(app: &TestApp, n: u64) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while waited_on(app).await != n {
@@ -104,8 +108,7 @@ async fn malformed_if_none_match_and_wait_are_422_and_unknown_tasks_404_at_once(
 async fn a_waiter_is_answered_by_the_next_change_with_the_new_version() {
     let app = spawn_app().await;
     app.create_processing("lp").await;
-    let waiter = spawn_get(&app, "lp", Some("\"1\""), "?wait=30");
-    until_waiting(&app, 1).await;
+    let waiter = waiting_get(&app, "lp", Some("\"1\""), "?wait=30").await;
     assert!(!waiter.is_finished(), "no change yet: still waiting");
     patch_ok(&app, "lp", json!({"additional_data": {"progress": 0.5}})).await;
     let (res, took) = waiter.await.unwrap();
@@ -123,8 +126,7 @@ async fn a_waiter_is_answered_by_the_next_change_with_the_new_version() {
 async fn a_kill_wakes_a_waiter_and_terminal_tasks_answer_at_once() {
     let app = spawn_app().await;
     app.create_processing("k").await;
-    let waiter = spawn_get(&app, "k", None, "?wait=30");
-    until_waiting(&app, 1).await;
+    let waiter = waiting_get(&app, "k", None, "?wait=30").await;
     let res = app.send(Method::DELETE, "/v1/tasks/k", &app.key).await;
     assert_eq!(res.status(), StatusCode::OK);
     let (res, _) = tokio::time::timeout(Duration::from_secs(20), waiter)
@@ -183,8 +185,7 @@ async fn at_the_timeout_the_current_state_comes_back_and_waits_are_capped() {
 async fn a_waiter_that_hangs_up_is_forgotten() {
     let app = spawn_app().await;
     app.create_processing("gone").await;
-    let waiting = spawn_get(&app, "gone", Some("\"1\""), "?wait=30");
-    until_waiting(&app, 1).await;
+    let waiting = waiting_get(&app, "gone", Some("\"1\""), "?wait=30").await;
     // The client gives up: the server sees the connection close and forgets the wait.
     waiting.abort();
     until_waiting(&app, 0).await;
@@ -203,8 +204,7 @@ async fn a_write_through_one_instance_wakes_a_waiter_on_another() {
     assert_eq!(b.get_ok("x").await["version"], 1);
     for version in 2..=4u64 {
         let held = format!("\"{}\"", version - 1);
-        let waiter = spawn_get(&b, "x", Some(&held), "?wait=30");
-        until_waiting(&b, 1).await;
+        let waiter = waiting_get(&b, "x", Some(&held), "?wait=30").await;
         assert!(!waiter.is_finished());
         patch_ok(&a, "x", json!({"additional_data": {"step": version}})).await;
         let (res, took) = waiter.await.unwrap();
@@ -224,8 +224,7 @@ async fn a_write_through_one_instance_wakes_a_waiter_on_another() {
 async fn stopping_the_server_answers_waiting_long_polls_at_once() {
     let app = spawn_app().await;
     app.create_processing("s").await;
-    let waiter = spawn_get(&app, "s", Some("\"1\""), "?wait=60");
-    until_waiting(&app, 1).await;
+    let waiter = waiting_get(&app, "s", Some("\"1\""), "?wait=60").await;
     let started = Instant::now();
     // Joins the server: returns only once in-flight requests have drained.
     app.stop().await;
