@@ -27,6 +27,24 @@ struct Acked {
     in_doubt: bool,
 }
 
+/// Sends a write and returns the version it acknowledged, asserting `status`; `None` once the
+/// server no longer answers (the crash).
+async fn acked_version(write: reqwest::RequestBuilder, status: u16, id: &str) -> Option<u64> {
+    let res = write.send().await.ok()?;
+    assert_eq!(res.status(), status, "write of {id}");
+    let t: Value = res.json().await.expect("json");
+    Some(t["version"].as_u64().expect("version"))
+}
+
+/// Records that a write of `id` was acknowledged at `version`, having added `key` (a PATCH).
+fn acknowledge(book: &Mutex<HashMap<String, Acked>>, id: &str, version: u64, key: Option<String>) {
+    let mut b = book.lock().unwrap();
+    let a = b.get_mut(id).expect("known");
+    a.version = version;
+    a.keys.extend(key);
+    a.in_doubt = false;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_embedded_server_loses_no_acknowledged_write() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -68,38 +86,27 @@ async fn a_killed_embedded_server_loses_no_acknowledged_write() {
                             ..Acked::default()
                         },
                     );
-                    let res = http
+                    let create = http
                         .post(format!("{base}/v1/tasks"))
                         .bearer_auth(&key)
-                        .json(&json!({"task_id": id, "task_type": "thumbnail", "status": "PROCESSING"}))
-                        .send()
-                        .await;
-                    let Ok(res) = res else { return };
-                    assert_eq!(res.status(), 201, "create {id}");
-                    let t: Value = res.json().await.expect("json");
-                    let mut b = book.lock().unwrap();
-                    let a = b.get_mut(&id).expect("known");
-                    a.version = t["version"].as_u64().expect("version");
-                    a.in_doubt = false;
+                        .json(&json!({"task_id": id, "task_type": "thumbnail", "status": "PROCESSING"}));
+                    let Some(version) = acked_version(create, 201, &id).await else {
+                        return;
+                    };
+                    acknowledge(&book, &id, version, None);
                     mine.push(id);
                 } else {
                     let id = mine[(n as usize) % mine.len()].clone();
                     let k = format!("k{n}");
                     book.lock().unwrap().get_mut(&id).expect("known").in_doubt = true;
-                    let res = http
+                    let patch = http
                         .patch(format!("{base}/v1/tasks/{id}"))
                         .bearer_auth(&key)
-                        .json(&json!({"additional_data": {&k: n}}))
-                        .send()
-                        .await;
-                    let Ok(res) = res else { return };
-                    assert_eq!(res.status(), 200, "patch {id}");
-                    let t: Value = res.json().await.expect("json");
-                    let mut b = book.lock().unwrap();
-                    let a = b.get_mut(&id).expect("known");
-                    a.version = t["version"].as_u64().expect("version");
-                    a.keys.push(k);
-                    a.in_doubt = false;
+                        .json(&json!({"additional_data": {&k: n}}));
+                    let Some(version) = acked_version(patch, 200, &id).await else {
+                        return;
+                    };
+                    acknowledge(&book, &id, version, Some(k));
                 }
             }
         }));
