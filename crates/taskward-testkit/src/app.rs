@@ -20,7 +20,7 @@ use taskward_server::{Server, Settings};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 
-use crate::contract::{assert_task_shape, ids};
+use crate::contract::{assert_error, assert_task_shape, ids};
 use crate::{PgSchema, RedisPrefix};
 
 /// Which tiers a server runs on.
@@ -323,6 +323,12 @@ impl TestApp {
         let v: Value = res.json().await.expect("json");
         assert_task_shape(&v);
         v
+    }
+
+    /// Creates with the main key, asserting that it is refused with `status` in SPEC's error
+    /// shape; returns the error body.
+    pub async fn create_refused(&self, body: Value, status: StatusCode) -> Value {
+        assert_error(self.create(&self.key, body).await, status).await
     }
 
     /// Creates a PROCESSING `thumbnail` task `id` (the usual subject of a test), asserting 201.

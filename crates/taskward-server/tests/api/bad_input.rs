@@ -547,13 +547,12 @@ async fn every_bad_input_gets_a_4xx_in_the_error_shape_and_changes_nothing() {
 #[tokio::test]
 async fn validation_errors_name_the_field_and_the_accepted_values() {
     let app = spawn_app().await;
-    let res = app
-        .create(
-            &app.key,
+    let b = app
+        .create_refused(
             json!({"task_type": "thumbnail", "status": "DONE"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
         )
         .await;
-    let b: Value = res.json().await.unwrap();
     assert_eq!(b["error"]["details"]["field"], "status", "{b}");
     assert!(
         b["error"]["message"]
@@ -563,10 +562,12 @@ async fn validation_errors_name_the_field_and_the_accepted_values() {
         "{b}"
     );
 
-    let res = app
-        .create(&app.key, json!({"task_type": "thumbnail", "colour": 1}))
+    let b = app
+        .create_refused(
+            json!({"task_type": "thumbnail", "colour": 1}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
         .await;
-    let b: Value = res.json().await.unwrap();
     assert!(
         b["error"]["message"]
             .as_str()
@@ -575,13 +576,12 @@ async fn validation_errors_name_the_field_and_the_accepted_values() {
         "names accepted keys: {b}"
     );
 
-    let res = app
-        .create(
-            &app.key,
+    let b = app
+        .create_refused(
             json!({"task_type": "thumbnail", "inputs": ["ok", 7]}),
+            StatusCode::UNPROCESSABLE_ENTITY,
         )
         .await;
-    let b: Value = res.json().await.unwrap();
     assert_eq!(b["error"]["details"]["field"], "inputs[1]", "{b}");
 
     let res = app

@@ -74,13 +74,11 @@ async fn repeating_a_create_is_idempotent_but_different_content_conflicts() {
     let again: Value = res.json().await.unwrap();
     assert_eq!(again, first);
 
-    let res = app
-        .create(
-            &app.key,
-            json!({"task_id": "t1", "task_type": "thumbnail", "additional_data": {"a": 2}}),
-        )
-        .await;
-    assert_error(res, StatusCode::CONFLICT).await;
+    app.create_refused(
+        json!({"task_id": "t1", "task_type": "thumbnail", "additional_data": {"a": 2}}),
+        StatusCode::CONFLICT,
+    )
+    .await;
     assert_eq!(
         app.get_ok("t1").await,
         first,
@@ -109,10 +107,12 @@ async fn an_idempotent_create_retry_after_updates_returns_the_current_task() {
 #[tokio::test]
 async fn unregistered_task_type_is_422_naming_the_accepted_ones() {
     let app = spawn_app().await;
-    let res = app
-        .create(&app.key, json!({"task_type": "world_domination"}))
+    let body = app
+        .create_refused(
+            json!({"task_type": "world_domination"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
         .await;
-    let body = assert_error(res, StatusCode::UNPROCESSABLE_ENTITY).await;
     assert_eq!(body["error"]["details"]["field"], "task_type");
     let accepted = body["error"]["details"]["accepted"].as_array().unwrap();
     assert_eq!(accepted.len(), 17);
@@ -415,20 +415,21 @@ async fn health_readiness_request_ids_and_openapi() {
 async fn ids_that_are_paths_of_the_api_are_refused_at_create_and_in_paths() {
     let app = spawn_app().await;
     for id in ["list", "counts", ".", ".."] {
-        let res = app
-            .create(&app.key, json!({"task_id": id, "task_type": "thumbnail"}))
+        let body = app
+            .create_refused(
+                json!({"task_id": id, "task_type": "thumbnail"}),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
             .await;
-        let body = assert_error(res, StatusCode::UNPROCESSABLE_ENTITY).await;
         assert_eq!(body["error"]["details"]["field"], "task_id", "{id}: {body}");
         assert_eq!(body["error"]["code"], "invalid_value", "{id}: {body}");
     }
-    let res = app
-        .create(
-            &app.key,
+    let body = app
+        .create_refused(
             json!({"task_id": "list", "task_type": "thumbnail"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
         )
         .await;
-    let body = assert_error(res, StatusCode::UNPROCESSABLE_ENTITY).await;
     let message = body["error"]["message"].as_str().unwrap();
     assert!(
         message.contains("reserved") && message.contains("counts"),
@@ -481,13 +482,12 @@ async fn every_error_has_a_code_that_names_its_cause() {
     // 409 of a create: the id exists with other content.
     app.create_ok(json!({"task_id": "t1", "task_type": "thumbnail"}))
         .await;
-    let res = app
-        .create(
-            &app.key,
+    let body = app
+        .create_refused(
             json!({"task_id": "t1", "task_type": "materialize"}),
+            StatusCode::CONFLICT,
         )
         .await;
-    let body = assert_error(res, StatusCode::CONFLICT).await;
     assert_eq!(body["error"]["code"], "task_exists", "{body}");
 
     // 409 of an update: the task has ended.
