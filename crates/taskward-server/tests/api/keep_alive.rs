@@ -12,8 +12,9 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use crate::limits::t1_behind_a_patient_store;
 use crate::raw::{self, Reply};
-use crate::support::spawn_app_with;
+use crate::support::{spawn_app_with, TestApp};
 
 const HEALTHZ: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: taskward\r\n\r\n";
 
@@ -34,15 +35,26 @@ async fn closed_within(s: &mut TcpStream, since: Instant, within: Duration) -> D
     }
 }
 
+/// A server with these connection timeouts.
+async fn spawn_app_with_timeouts(header_read_ms: u64, idle_ms: u64) -> TestApp {
+    spawn_app_with(|s| {
+        s.limits.header_read_timeout_ms = header_read_ms;
+        s.limits.idle_timeout_ms = idle_ms;
+    })
+    .await
+}
+
+/// A connection to `app` that has served one request and is now idle.
+async fn used_connection(app: &TestApp) -> TcpStream {
+    let mut s = raw::connect(app).await;
+    healthz_on(&mut s).await;
+    s
+}
+
 #[tokio::test]
 async fn an_idle_keep_alive_connection_outlives_the_header_read_timeout_and_serves_again() {
-    let app = spawn_app_with(|s| {
-        s.limits.header_read_timeout_ms = 300;
-        s.limits.idle_timeout_ms = 3_000;
-    })
-    .await;
-    let mut s = raw::connect(&app).await;
-    healthz_on(&mut s).await;
+    let app = spawn_app_with_timeouts(300, 3_000).await;
+    let mut s = used_connection(&app).await;
     tokio::time::sleep(Duration::from_millis(1_000)).await;
     healthz_on(&mut s).await;
     // A connection that has not sent anything yet is idle too.
@@ -54,13 +66,8 @@ async fn an_idle_keep_alive_connection_outlives_the_header_read_timeout_and_serv
 #[tokio::test]
 async fn a_connection_with_no_request_in_flight_is_closed_after_the_idle_timeout() {
     let idle = Duration::from_millis(1_000);
-    let app = spawn_app_with(|s| {
-        s.limits.header_read_timeout_ms = 300;
-        s.limits.idle_timeout_ms = 1_000;
-    })
-    .await;
-    let mut used = raw::connect(&app).await;
-    healthz_on(&mut used).await;
+    let app = spawn_app_with_timeouts(300, 1_000).await;
+    let mut used = used_connection(&app).await;
     let since = Instant::now();
     let mut fresh = raw::connect(&app).await;
     let within = Duration::from_secs(5);
@@ -80,13 +87,8 @@ async fn a_connection_with_no_request_in_flight_is_closed_after_the_idle_timeout
 #[tokio::test]
 async fn a_head_begun_after_an_idle_while_is_cut_at_the_header_read_timeout_from_its_first_byte() {
     let header_read = Duration::from_millis(600);
-    let app = spawn_app_with(|s| {
-        s.limits.header_read_timeout_ms = 600;
-        s.limits.idle_timeout_ms = 10_000;
-    })
-    .await;
-    let mut s = raw::connect(&app).await;
-    healthz_on(&mut s).await;
+    let app = spawn_app_with_timeouts(600, 10_000).await;
+    let s = used_connection(&app).await;
     // Idle for longer than the header-read timeout: that time does not count against the head.
     tokio::time::sleep(Duration::from_millis(1_000)).await;
     let (mut rd, mut wr) = s.into_split();
@@ -112,15 +114,9 @@ async fn a_head_begun_after_an_idle_while_is_cut_at_the_header_read_timeout_from
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopping_drains_a_request_in_flight_and_closes_idle_connections_at_once() {
-    let app = spawn_app_with(|s| {
-        // The write below waits on a lock for as long as the test holds it.
-        s.durable.timeout_ms = 20_000;
-        s.limits.request_timeout_ms = 20_000;
-    })
-    .await;
-    app.create_processing("t1").await;
-    let mut idle = raw::connect(&app).await;
-    healthz_on(&mut idle).await;
+    // The write below waits on the lock for as long as the test holds it.
+    let app = t1_behind_a_patient_store(20_000).await;
+    let mut idle = used_connection(&app).await;
     let lock = app.lock_durable_writes().await;
     let patch = {
         let req = app

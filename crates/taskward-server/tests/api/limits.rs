@@ -23,6 +23,18 @@ async fn snapshot_as(app: &TestApp, key: &str) -> Value {
     res.json().await.unwrap()
 }
 
+/// A server holding the PROCESSING task `t1`, whose store waits up to 20 s for a lock (longer
+/// than any test holds one) and whose requests time out after `request_timeout_ms`.
+pub(crate) async fn t1_behind_a_patient_store(request_timeout_ms: u64) -> TestApp {
+    let app = spawn_app_with(|s| {
+        s.durable.timeout_ms = 20_000;
+        s.limits.request_timeout_ms = request_timeout_ms;
+    })
+    .await;
+    app.create_processing("t1").await;
+    app
+}
+
 #[tokio::test]
 async fn a_key_over_its_rate_gets_429_with_retry_after_and_other_keys_do_not() {
     let app = spawn_app_with(|s| {
@@ -101,13 +113,7 @@ async fn the_rate_limit_is_off_by_default() {
 
 #[tokio::test]
 async fn a_request_past_the_timeout_answers_503_and_the_server_recovers() {
-    let app = spawn_app_with(|s| {
-        s.limits.request_timeout_ms = 500;
-        // The store itself would wait longer than the request may.
-        s.durable.timeout_ms = 20_000;
-    })
-    .await;
-    app.create_processing("t1").await;
+    let app = t1_behind_a_patient_store(500).await;
     let lock = app.lock_durable_writes().await;
     let started = Instant::now();
     let res = app
