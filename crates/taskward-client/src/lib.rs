@@ -36,7 +36,7 @@
 //!     .await?;
 //! let id = created.task.task_id.to_string();
 //! let patch: UpdateTask = serde_json::from_value(serde_json::json!({
-//!     "additional_data": {"progress": {"done": 5, "total": 10}}
+//!     "additional_data": {"progress": {"completed": 5, "total": 10}}
 //! }))
 //! .expect("a valid patch");
 //! client.update_if(&id, created.task.version, &patch).await?;
@@ -481,8 +481,8 @@ impl Client {
     /// // Count a processed item, whoever else is counting at the same time.
     /// let task = client
     ///     .update_with("task_abc123", |t| {
-    ///         let done = t.additional_data.as_ref()?.get("done")?.as_u64()?;
-    ///         serde_json::from_value(serde_json::json!({"additional_data": {"done": done + 1}})).ok()
+    ///         let done = t.additional_data.as_ref()?.get("completed")?.as_u64()?;
+    ///         serde_json::from_value(serde_json::json!({"additional_data": {"completed": done + 1}})).ok()
     ///     })
     ///     .await?;
     /// println!("now at version {}", task.version);

@@ -48,7 +48,7 @@ async fn every_endpoint_round_trips_through_the_typed_client() {
     let req = new_task(
         "t1",
         "PROCESSING",
-        json!({"description": "d", "additional_data": {"job": "j1", "progress": {"done": 1, "total": 4}}}),
+        json!({"description": "d", "additional_data": {"job": "j1", "progress": {"completed": 1, "total": 4}}}),
     );
     let created = c.create(&req).await.unwrap();
     assert!(created.new);
@@ -64,7 +64,7 @@ async fn every_endpoint_round_trips_through_the_typed_client() {
     let updated = c
         .update(
             "t1",
-            &patch(json!({"additional_data": {"progress": {"done": 2}}})),
+            &patch(json!({"additional_data": {"progress": {"completed": 2}}})),
             None,
         )
         .await
@@ -73,7 +73,7 @@ async fn every_endpoint_round_trips_through_the_typed_client() {
     assert_eq!(updated.description.as_deref(), Some("d"));
     assert_eq!(
         Value::Object(updated.additional_data.clone().unwrap()),
-        json!({"job": "j1", "progress": {"done": 2, "total": 4}})
+        json!({"job": "j1", "progress": {"completed": 2, "total": 4}})
     );
 
     for i in 0..6 {
@@ -81,7 +81,7 @@ async fn every_endpoint_round_trips_through_the_typed_client() {
             .await
             .unwrap();
     }
-    c.create(&new_task("done", "COMPLETED", json!({})))
+    c.create(&new_task("completed", "COMPLETED", json!({})))
         .await
         .unwrap();
 
@@ -116,7 +116,7 @@ async fn every_endpoint_round_trips_through_the_typed_client() {
         )
         .await
         .unwrap();
-    assert_eq!(ids(&listed.results), ["done", "t1"]);
+    assert_eq!(ids(&listed.results), ["completed", "t1"]);
     assert_eq!(listed.pagination.total, Some(2));
     let searched = ListTasksBody {
         search: Some("P3".into()),
@@ -138,13 +138,13 @@ async fn every_endpoint_round_trips_through_the_typed_client() {
         .unwrap();
     assert_eq!(
         ids(&all),
-        ["done", "p5", "p4", "p3", "p2", "p1", "p0", "t1"]
+        ["completed", "p5", "p4", "p3", "p2", "p1", "p0", "t1"]
     );
     let first5 = c
         .list_all(&ListTasksBody::default(), 3, Some(5))
         .await
         .unwrap();
-    assert_eq!(ids(&first5), ["done", "p5", "p4", "p3", "p2"]);
+    assert_eq!(ids(&first5), ["completed", "p5", "p4", "p3", "p2"]);
 
     // Kill cancels an active task, and is idempotent.
     let killed = c.kill("p0").await.unwrap();
@@ -278,7 +278,7 @@ async fn get_if_changed_answers_304_waits_for_a_change_and_times_out() {
             tokio::time::sleep(Duration::from_millis(200)).await;
             c.update(
                 "lp",
-                &patch(json!({"additional_data": {"progress": 0.5}})),
+                &patch(json!({"additional_data": {"progress": {"completed": 1, "total": 2}}})),
                 None,
             )
             .await
@@ -293,7 +293,7 @@ async fn get_if_changed_answers_304_waits_for_a_change_and_times_out() {
     {
         Conditional::Changed(t) => {
             assert_eq!(t.version, 2);
-            assert_eq!(t.additional_data.unwrap()["progress"], 0.5);
+            assert_eq!(t.additional_data.unwrap()["progress"]["completed"], 1);
         }
         other => panic!("{other:?}"),
     }
@@ -375,7 +375,9 @@ async fn watch_yields_each_change_and_wait_until_done_returns_the_end() {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 c.update(
                     "w",
-                    &patch(json!({"additional_data": {"progress": {"done": done, "total": 3}}})),
+                    &patch(
+                        json!({"additional_data": {"progress": {"completed": done, "total": 3}}}),
+                    ),
                     None,
                 )
                 .await

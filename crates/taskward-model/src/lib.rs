@@ -6,14 +6,18 @@
 //! the server and a future client can all share it.
 
 pub mod error_body;
+pub mod event;
 pub mod filter;
 pub mod key;
 pub mod list;
+pub mod progress;
 pub mod task;
 pub mod time;
 
 pub use error_body::{ErrorBody, ErrorDetail};
+pub use event::{Counts, EventId, EventType, History, StoredEvent, TaskEvent};
 pub use key::{ApiKey, KeyRecord, Mode, OrgId, Scope, Scopes, Tenant};
+pub use progress::{Progress, ProgressTrack};
 pub use task::{
     CreateTask, IoItem, Task, TaskId, TaskResponse, TaskStatus, TaskTypes, TransitionError,
     UpdateTask,

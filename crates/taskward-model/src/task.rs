@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
+use crate::progress::{self, Progress, ProgressTrack};
 use crate::time::{serde_rfc3339, serde_rfc3339_opt};
 use crate::Invalid;
 
@@ -294,6 +295,10 @@ pub struct Task {
     #[serde(with = "serde_rfc3339_opt")]
     pub finished_at: Option<DateTime<Utc>>,
     pub version: u64,
+    /// The rate estimate behind the derived `progress` (see [`crate::progress`]); a task
+    /// response's `progress` object reads back as this.
+    #[serde(default)]
+    pub progress: Option<ProgressTrack>,
 }
 
 /// Why a write was refused by the task's own rules.
@@ -302,25 +307,32 @@ pub enum TransitionError {
     /// The task is terminal and the write would change it.
     #[error("task is {0} (terminal) and can no longer change")]
     Terminal(TaskStatus),
+    /// The write would leave an invalid task (e.g. progress that adds up to more than total).
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
 }
 
 impl Task {
-    /// The first version of a task created from a validated request.
+    /// The first version of a task created from a validated request (see
+    /// [`CreateTask::validate`]).
     pub fn create(id: TaskId, req: CreateTask, now: DateTime<Utc>) -> Self {
         let status = req.status.unwrap_or(TaskStatus::Pending);
+        let additional_data = req.additional_data.map(strip_annotations);
+        let reported = progress::reported(additional_data.as_ref()).ok().flatten();
         Task {
             task_id: id,
             task_type: req.task_type,
             status,
             inputs: req.inputs,
             outputs: req.outputs,
-            additional_data: req.additional_data.map(strip_annotations),
+            additional_data,
             description: req.description,
             created_at: now,
             updated_at: now,
             started_at: (status != TaskStatus::Pending).then_some(now),
             finished_at: status.is_terminal().then_some(now),
             version: 1,
+            progress: ProgressTrack::next(None, None, reported, now),
         }
     }
 
@@ -360,6 +372,11 @@ impl Task {
         if self.status.is_terminal() {
             return Err(TransitionError::Terminal(self.status));
         }
+        let reported = progress::reported(next.additional_data.as_ref())?;
+        let before = progress::reported(self.additional_data.as_ref())
+            .ok()
+            .flatten();
+        next.progress = ProgressTrack::next(self.progress, before, reported, now);
         Ok(Some(next.stamped(now)))
     }
 
@@ -460,12 +477,25 @@ pub struct TaskResponse {
     pub finished_at: Option<DateTime<Utc>>,
     /// Increases by one on every write; also the ETag.
     pub version: u64,
+    /// Derived from `additional_data.progress`; null when the task reports none. Always the
+    /// last field, so a cached rendering shows cheaply whether it carries any.
+    pub progress: Option<Progress>,
 }
 
 impl TaskResponse {
     /// Renders `task` for the wire; `from_durable` adds the fallback annotation.
     pub fn new(task: Task, from_durable: bool) -> Self {
+        Self::render(task, from_durable, crate::time::now())
+    }
+
+    /// The task as it was rendered at `now` (an event's data, as of its change).
+    pub fn at(task: Task, now: DateTime<Utc>) -> Self {
+        Self::render(task, false, now)
+    }
+
+    fn render(task: Task, from_durable: bool, now: DateTime<Utc>) -> Self {
         let error_message = task.error_message().map(str::to_owned);
+        let progress = Progress::of(&task, now);
         let mut additional_data = task.additional_data;
         if from_durable {
             additional_data
@@ -487,7 +517,27 @@ impl TaskResponse {
             started_at: task.started_at,
             finished_at: task.finished_at,
             version: task.version,
+            progress,
         }
+    }
+}
+
+impl TaskResponse {
+    /// A rendered task response as of `now`: the same bytes when it has no progress (cheap to
+    /// tell, `progress` being the last field) or has not stalled since it was rendered, else
+    /// re-rendered with `stalled` true (the hot tier keeps responses as they were written).
+    pub fn refreshed(body: &[u8], now: DateTime<Utc>) -> Option<Vec<u8>> {
+        if body.ends_with(b"\"progress\":null}") {
+            return None;
+        }
+        let mut task: TaskResponse = serde_json::from_slice(body).ok()?;
+        let progress = task.progress.as_mut()?;
+        let fresh = progress.refreshed(task.status, now);
+        if fresh == *progress {
+            return None;
+        }
+        *progress = fresh;
+        serde_json::to_vec(&task).ok()
     }
 }
 
@@ -526,6 +576,11 @@ impl CreateTask {
         "additional_data",
         "description",
     ];
+
+    /// What only the whole request can tell: its `additional_data.progress` is well-formed.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        progress::reported(self.additional_data.as_ref()).map(drop)
+    }
 
     /// A digest of the content this create would store, so that a retry with the same content
     /// is recognised (idempotent) and one with different content is not (409). Defaults are

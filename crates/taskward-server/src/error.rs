@@ -34,6 +34,9 @@ pub enum ApiError {
     PayloadTooLarge(usize),
     #[error("request body must be JSON (Content-Type: application/json)")]
     UnsupportedMediaType,
+    /// The endpoint answers only in this media type and `Accept` rules it out.
+    #[error("this endpoint answers only {0}; send Accept: {0} (or no Accept)")]
+    NotAcceptable(&'static str),
     #[error("malformed JSON: {0}")]
     MalformedJson(String),
     #[error("{0}")]
@@ -62,6 +65,7 @@ impl ApiError {
             ApiError::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
             ApiError::MalformedJson(_) | ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable(_) | ApiError::RequestTimeout(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -86,6 +90,7 @@ impl ApiError {
             ApiError::PreconditionFailed { .. } => ("precondition_failed", "version_mismatch"),
             ApiError::PayloadTooLarge(_) => ("payload_too_large", "body_too_large"),
             ApiError::UnsupportedMediaType => ("unsupported_media_type", "not_json"),
+            ApiError::NotAcceptable(_) => ("not_acceptable", "not_acceptable"),
             ApiError::MalformedJson(_) => ("validation_error", "invalid_json"),
             ApiError::Invalid(_) => ("validation_error", "invalid_value"),
             ApiError::Unavailable(_) => ("unavailable", "tier_unavailable"),
@@ -106,6 +111,7 @@ impl ApiError {
                 Some(d)
             }
             ApiError::Forbidden(scope) => Some(json!({ "required_scope": scope.as_str() })),
+            ApiError::NotAcceptable(media) => Some(json!({ "accepted": [media] })),
             ApiError::PreconditionFailed { current, .. } => {
                 Some(json!({ "current_version": current }))
             }
@@ -175,7 +181,7 @@ impl From<StoreError> for ApiError {
                 code: "conflict",
                 message,
             },
-            StoreError::Invalid(m) => ApiError::Invalid(Invalid::new("filters", m)),
+            StoreError::Invalid(invalid) => ApiError::Invalid(invalid),
             StoreError::VersionMismatch { expected, current } => {
                 ApiError::PreconditionFailed { expected, current }
             }

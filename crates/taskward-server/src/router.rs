@@ -11,7 +11,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 use taskward_model::{Invalid, TaskId};
 
-use crate::api::{health, tasks};
+use crate::api::{events, health, tasks};
 use crate::error::ApiError;
 use crate::limits::{self, Limits};
 use crate::metrics;
@@ -20,7 +20,7 @@ use crate::telemetry;
 
 /// Task ids that are literal path segments of the API under `/v1/tasks/`: a task with such an
 /// id could be created but never read, updated or killed, since the literal route shadows
-/// it (SPEC: refused with 422 at create). `counts` is reserved ahead of its route. A test
+/// it (SPEC: refused with 422 at create). A test
 /// below fails when a route adds a literal segment that is not listed here.
 pub const RESERVED_TASK_IDS: [&str; 2] = ["list", "counts"];
 
@@ -49,6 +49,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/tasks/", get(tasks::list_active_tasks))
         .route("/v1/tasks/list", post(tasks::list_tasks))
+        .route("/v1/tasks/counts", get(events::counts))
         .route(
             "/v1/tasks/{task_id}",
             get(tasks::get_task)
@@ -56,6 +57,9 @@ pub fn router(state: AppState) -> Router {
                 .delete(tasks::kill_task),
         )
         .route("/v1/tasks/{task_id}/kill", post(tasks::kill_task_post))
+        .route("/v1/tasks/{task_id}/history", get(events::history))
+        .route("/v1/tasks/{task_id}/events", get(events::task_events))
+        .route("/v1/events", get(events::tenant_events))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/openapi.json", get(health::openapi_json))

@@ -32,6 +32,7 @@ pub struct Settings {
     pub limits: LimitSettings,
     pub auth: AuthSettings,
     pub log: LogSettings,
+    pub events: EventSettings,
 }
 
 impl Default for Settings {
@@ -47,6 +48,7 @@ impl Default for Settings {
             limits: LimitSettings::default(),
             auth: AuthSettings::default(),
             log: LogSettings::default(),
+            events: EventSettings::default(),
         }
     }
 }
@@ -173,6 +175,22 @@ impl Default for AuthSettings {
     fn default() -> Self {
         AuthSettings {
             key_cache_ttl_ms: 5_000,
+        }
+    }
+}
+
+/// Events and progress.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EventSettings {
+    /// Seconds without progress after which a task that has not ended is `stalled`.
+    pub stall_after_seconds: u64,
+}
+
+impl Default for EventSettings {
+    fn default() -> Self {
+        EventSettings {
+            stall_after_seconds: 300,
         }
     }
 }

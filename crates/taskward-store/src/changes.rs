@@ -19,6 +19,8 @@ use tokio::sync::futures::Notified;
 use tokio::sync::Notify;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
+use crate::feeds::Feeds;
+
 /// The key of a watched task, also the prefix of a cross-process change message:
 /// `"<org> <mode> <task_id>"` (none of the three can contain a space).
 pub fn change_key(tenant: &Tenant, id: &TaskId) -> String {
@@ -47,6 +49,8 @@ struct Slot {
 #[derive(Debug, Default)]
 pub struct Changes {
     slots: Mutex<HashMap<String, Arc<Slot>>>,
+    /// The tenants' event followers, woken by the same announcements.
+    pub(crate) feeds: Arc<Feeds>,
     /// Cancelled when the server stops: waits end at once instead of holding up the drain.
     closed: CancellationToken,
 }
@@ -77,6 +81,7 @@ impl Changes {
             slot.announced.fetch_max(version, Ordering::AcqRel);
             slot.notify.notify_waiters();
         }
+        self.feeds.wake_key(key);
     }
 
     /// [`Changes::publish_key`] for a task.
@@ -88,6 +93,7 @@ impl Changes {
     /// reconnected (and may have missed messages) each waiter re-reads its task, but not all at
     /// the same instant.
     pub fn rewake(&self, over: Duration) -> Rewake {
+        self.feeds.wake_all();
         let slots: Vec<Arc<Slot>> = self.slots().values().cloned().collect();
         let batches = (over.as_millis() / REWAKE_EVERY.as_millis()).max(1) as usize;
         Rewake {
@@ -100,6 +106,7 @@ impl Changes {
     /// Ends every wait, now and later (the server is shutting down).
     pub fn close(&self) {
         self.closed.cancel();
+        self.feeds.end_streams();
     }
 
     /// Resolves once [`Changes::close`] has been called.

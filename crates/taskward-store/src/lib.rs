@@ -7,6 +7,7 @@
 
 pub mod changes;
 pub mod durable;
+pub mod feeds;
 pub mod hot;
 pub mod keys;
 pub mod retention;
@@ -17,6 +18,7 @@ pub use durable::{
     DurableTier, Inserted, KeyStore, PendingInvalidation, PostgresDurable, PostgresOptions,
     SqliteDurable, WriteId,
 };
+pub use feeds::{FeedEvent, ListenError, Listener, FEED_CAPACITY};
 pub use hot::{memory::MemoryHot, none::NoHot, redis::RedisHot, HotTier, RenderedTask};
 pub use keys::Keys;
 pub use tiered::{
@@ -39,10 +41,11 @@ pub enum StoreError {
     /// The caller's If-Match version is not the current one.
     #[error("version mismatch: expected {expected}, current {current}")]
     VersionMismatch { expected: u64, current: u64 },
-    /// The request is well-formed but the durable tier cannot run it (e.g. a regular
-    /// expression its engine rejects): the client's to fix.
+    /// The request is well-formed but breaks a rule found only when it is applied (progress
+    /// that no longer adds up after a merge, a regular expression the database rejects): the
+    /// client's to fix.
     #[error("{0}")]
-    Invalid(String),
+    Invalid(taskward_model::Invalid),
     /// A tier this request needs cannot be reached.
     #[error("{tier} tier unavailable: {source}")]
     Unavailable {

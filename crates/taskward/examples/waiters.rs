@@ -163,7 +163,7 @@ async fn main() -> anyhow::Result<()> {
         let res = client
             .patch(format!("{through}/v1/tasks/{id}"))
             .bearer_auth(&key)
-            .json(&json!({"additional_data": {"progress": 0.5}}))
+            .json(&json!({"additional_data": {"progress": {"completed": 1, "total": 2}}}))
             .send()
             .await?;
         let acked = Instant::now();

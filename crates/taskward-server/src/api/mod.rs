@@ -1,4 +1,5 @@
 //! HTTP handlers, one module per resource.
 
+pub mod events;
 pub mod health;
 pub mod tasks;

@@ -40,15 +40,20 @@ fn written_response(status: StatusCode, task: Task) -> Response {
     res
 }
 
-/// Every task response: the rendered body, as JSON, with its ETag.
+/// Every task response: the rendered body, as JSON, with its ETag. A body with progress is
+/// brought up to now (its ETA and `stalled` move with time; the hot tier keeps it as written).
 fn rendered_response(status: StatusCode, task: RenderedTask) -> Response {
+    let body = match TaskResponse::refreshed(&task.body, taskward_model::time::now()) {
+        Some(fresh) => fresh.into(),
+        None => task.body,
+    };
     let mut res = (
         status,
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         )],
-        task.body,
+        body,
     )
         .into_response();
     res.headers_mut().insert(header::ETAG, etag(task.version));

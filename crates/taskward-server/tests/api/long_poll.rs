@@ -110,12 +110,18 @@ async fn a_waiter_is_answered_by_the_next_change_with_the_new_version() {
     app.create_processing("lp").await;
     let waiter = waiting_get(&app, "lp", Some("\"1\""), "?wait=30").await;
     assert!(!waiter.is_finished(), "no change yet: still waiting");
-    patch_ok(&app, "lp", json!({"additional_data": {"progress": 0.5}})).await;
+    patch_ok(
+        &app,
+        "lp",
+        json!({"additional_data": {"progress": {"completed": 1, "total": 2}}}),
+    )
+    .await;
     let (res, took) = waiter.await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.headers()["etag"], "\"2\"");
     let body: Value = res.json().await.unwrap();
-    assert_eq!(body["additional_data"]["progress"], 0.5);
+    assert_eq!(body["additional_data"]["progress"]["completed"], 1);
+    assert_eq!(body["progress"]["percent"], 50.0, "the derived progress");
     assert!(
         took < Duration::from_secs(20),
         "woken by the write, not the timeout"

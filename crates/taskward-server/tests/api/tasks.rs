@@ -129,7 +129,7 @@ async fn configured_task_types_are_accepted() {
 #[tokio::test]
 async fn patch_merges_additional_data_replaces_the_rest_and_bumps_the_etag() {
     let app = spawn_app().await;
-    app.create_ok(json!({"task_id": "t1", "task_type": "engine_cluster_build", "additional_data": {"job_id": "j1", "progress": {"done": 1, "total": 10}, "drop": true}, "description": "old"}))
+    app.create_ok(json!({"task_id": "t1", "task_type": "engine_cluster_build", "additional_data": {"job_id": "j1", "progress": {"completed": 1, "total": 10}, "drop": true}, "description": "old"}))
         .await;
     let res = app
         .patch(
@@ -138,7 +138,7 @@ async fn patch_merges_additional_data_replaces_the_rest_and_bumps_the_etag() {
             json!({
                 "status": "PROCESSING",
                 "outputs": [{"cluster_id": "cl_abc123", "num_clusters": 5}],
-                "additional_data": {"progress": {"done": 5}, "drop": null, "from_mongodb": true},
+                "additional_data": {"progress": {"completed": 5}, "drop": null, "from_mongodb": true},
                 "description": "new"
             }),
         )
@@ -149,7 +149,7 @@ async fn patch_merges_additional_data_replaces_the_rest_and_bumps_the_etag() {
     assert_task_shape(&t);
     assert_eq!(
         t["additional_data"],
-        json!({"job_id": "j1", "progress": {"done": 5, "total": 10}})
+        json!({"job_id": "j1", "progress": {"completed": 5, "total": 10}})
     );
     assert_eq!(
         t["outputs"],

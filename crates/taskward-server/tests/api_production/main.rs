@@ -15,6 +15,8 @@ mod auth;
 mod bad_input;
 #[path = "../api/concurrency.rs"]
 mod concurrency;
+#[path = "../api/events.rs"]
+mod events;
 #[path = "../api/listing.rs"]
 mod listing;
 mod load;

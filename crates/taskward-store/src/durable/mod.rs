@@ -14,7 +14,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use taskward_model::list::{ListPage, ListQuery};
-use taskward_model::{KeyRecord, Task, TaskId, Tenant};
+use taskward_model::{Counts, EventId, KeyRecord, StoredEvent, Task, TaskId, TaskStatus, Tenant};
 use tokio_util::sync::CancellationToken;
 
 pub use postgres::{PostgresDurable, PostgresOptions};
@@ -73,7 +73,8 @@ pub trait DurableTier: Send + Sync + std::fmt::Debug + 'static {
     /// The task, if it exists for this tenant.
     async fn get(&self, tenant: &Tenant, id: &TaskId) -> Result<Option<Task>, StoreError>;
 
-    /// Inserts a new task unless its id is taken; `digest` identifies the create request.
+    /// Inserts a new task unless its id is taken, with its `task.created` event in the same
+    /// transaction; `digest` identifies the create request.
     async fn insert(
         &self,
         tenant: &Tenant,
@@ -85,13 +86,15 @@ pub trait DurableTier: Send + Sync + std::fmt::Debug + 'static {
     /// Replaces the task if its stored version is still `expected_version` and it is the same
     /// incarnation (its `created_at` equals `task.created_at`), or if `write` already did;
     /// `false` when another write got there first, or the task is gone or was deleted and
-    /// created again.
+    /// created again. The change's event (from `previous`, the status of the version it was
+    /// computed from) is appended in the same transaction.
     async fn replace(
         &self,
         tenant: &Tenant,
         task: &Task,
         expected_version: u64,
         write: WriteId,
+        previous: TaskStatus,
     ) -> Result<bool, StoreError>;
 
     /// One page of a validated listing.
@@ -109,12 +112,33 @@ pub trait DurableTier: Send + Sync + std::fmt::Debug + 'static {
     /// Forgets a replayed invalidation, unless a newer version was recorded meanwhile.
     async fn clear_pending_invalidation(&self, p: &PendingInvalidation) -> Result<(), StoreError>;
 
-    /// Deletes up to `limit` terminal tasks that finished before `cutoff`; returns how many.
+    /// Deletes up to `limit` terminal tasks that finished before `cutoff`, with their events;
+    /// returns how many tasks.
     async fn delete_finished_before(
         &self,
         cutoff: DateTime<Utc>,
         limit: u32,
     ) -> Result<u64, StoreError>;
+
+    /// Every event of a task, oldest first (none for an unknown task).
+    async fn history(&self, tenant: &Tenant, id: &TaskId) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// Up to `limit` events of the tenant (or of one of its tasks) after `after`, in order. Ids
+    /// become visible in the order they were given, so a reader that saw id n missed none
+    /// before it.
+    async fn events_after(
+        &self,
+        tenant: &Tenant,
+        task: Option<&TaskId>,
+        after: EventId,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// The last event id given out in the tenant (0 when none).
+    async fn last_event_id(&self, tenant: &Tenant) -> Result<EventId, StoreError>;
+
+    /// The tenant's tasks counted by status and by type, optionally of one type.
+    async fn counts(&self, tenant: &Tenant, task_type: Option<&str>) -> Result<Counts, StoreError>;
 
     /// Announces to `changes` every task write committed to this tier by any process (other
     /// instances included), until `stop`. A back-end that only one process writes to (the

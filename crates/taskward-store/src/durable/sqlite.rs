@@ -41,6 +41,10 @@ const MIGRATIONS: &[Migration] = &[
         version: 3,
         sql: include_str!("../../migrations/sqlite/0003_write_ids.sql"),
     },
+    Migration {
+        version: 4,
+        sql: include_str!("../../migrations/sqlite/0004_events.sql"),
+    },
 ];
 
 /// The durable tier on a SQLite file.

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{bump, TieredStore};
 use crate::durable::DurableTier;
+use crate::feeds::Feeds;
 
 /// How often retention runs and how much it deletes at once.
 #[derive(Debug, Clone)]
@@ -38,6 +39,7 @@ pub struct Background {
     stop: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
     durable: Arc<dyn DurableTier>,
+    feeds: Arc<Feeds>,
 }
 
 impl TieredStore {
@@ -57,6 +59,7 @@ impl TieredStore {
             stop,
             tasks,
             durable: self.0.durable.clone(),
+            feeds: self.0.changes.feeds.clone(),
         }
     }
 
@@ -108,10 +111,11 @@ impl TieredStore {
 }
 
 impl Background {
-    /// Stops every task, waits for each, then stops the durable tier's workers. A task that
-    /// panicked is reported.
+    /// Stops every task (event followers included), waits for each, then stops the durable
+    /// tier's workers. A task that panicked is reported.
     pub async fn stop(mut self) -> Result<(), tokio::task::JoinError> {
         self.stop.cancel();
+        self.feeds.close().await;
         let mut result = Ok(());
         for task in std::mem::take(&mut self.tasks) {
             if let Err(e) = task.await {

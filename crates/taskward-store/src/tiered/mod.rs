@@ -24,12 +24,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use taskward_model::list::{ListPage, ListQuery};
-use taskward_model::{Task, TaskId, Tenant};
+use taskward_model::{Counts, EventId, StoredEvent, Task, TaskId, Tenant};
 
 pub use background::{Background, Maintenance};
 
 use crate::changes::Changes;
 use crate::durable::DurableTier;
+use crate::feeds::Listener;
 use crate::hot::HotTier;
 use crate::StoreError;
 use trust::HotTrust;
@@ -166,6 +167,11 @@ impl TieredStore {
         self.0.changes.close();
     }
 
+    /// How many tenants have a live event follower in this process.
+    pub fn followed_tenants(&self) -> usize {
+        self.0.changes.feeds.followed_tenants()
+    }
+
     /// Whether some reads currently bypass the hot tier (an outage is being healed).
     pub fn hot_suspect(&self) -> bool {
         self.0.trust.suspect()
@@ -211,5 +217,49 @@ impl TieredStore {
     /// A page of a validated listing, from the durable tier.
     pub async fn list(&self, tenant: &Tenant, query: &ListQuery) -> Result<ListPage, StoreError> {
         self.durable_result(self.0.durable.list(tenant, query).await)
+    }
+
+    /// The tenant's tasks counted by status and by type, optionally of one type.
+    pub async fn counts(
+        &self,
+        tenant: &Tenant,
+        task_type: Option<&str>,
+    ) -> Result<Counts, StoreError> {
+        self.durable_result(self.0.durable.counts(tenant, task_type).await)
+    }
+
+    /// Every event of a task, oldest first; [`StoreError::NotFound`] for an unknown task.
+    pub async fn history(
+        &self,
+        tenant: &Tenant,
+        id: &TaskId,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let events = self.durable_result(self.0.durable.history(tenant, id).await)?;
+        // Every task has its created event, except one written before the log existed.
+        if events.is_empty() && self.durable_get(tenant, id).await?.is_none() {
+            return Err(StoreError::NotFound);
+        }
+        Ok(events)
+    }
+
+    /// Up to `limit` events of the tenant (or of one task) after `after`, oldest first.
+    pub async fn events_after(
+        &self,
+        tenant: &Tenant,
+        task: Option<&TaskId>,
+        after: EventId,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        self.durable_result(
+            self.0
+                .durable
+                .events_after(tenant, task, after, limit)
+                .await,
+        )
+    }
+
+    /// Starts listening to the tenant's live events (see [`crate::feeds::Feeds`]).
+    pub async fn listen(&self, tenant: &Tenant) -> Result<Listener, StoreError> {
+        self.0.changes.feeds.listen(&self.0.durable, tenant).await
     }
 }

@@ -1,7 +1,7 @@
 //! The write flows: create, update and kill, each a durable write followed by the hot write
 //! (`outage.rs`), on a task of its own so a client hanging up cannot split them.
 
-use taskward_model::{time, CreateTask, Task, TaskId, Tenant, UpdateTask};
+use taskward_model::{time, CreateTask, Task, TaskId, Tenant, TransitionError, UpdateTask};
 
 use super::{bump, Created, Killed, TieredStore, MAX_CAS_ATTEMPTS};
 use crate::durable::{Inserted, WriteId};
@@ -10,6 +10,7 @@ use crate::StoreError;
 impl TieredStore {
     /// Records a new task; the same id with the same content again is an idempotent retry.
     pub async fn create(&self, tenant: &Tenant, req: CreateTask) -> Result<Created, StoreError> {
+        req.validate().map_err(StoreError::Invalid)?;
         let digest = req.content_digest();
         let id = req.task_id.clone().unwrap_or_else(TaskId::generate);
         let task = Task::create(id, req, time::now());
@@ -62,6 +63,7 @@ impl TieredStore {
                 _ => match current.apply(update, time::now()) {
                     Ok(Some(next)) => Next::Write(next),
                     Ok(None) => Next::Answer(Ok(current.clone())),
+                    Err(TransitionError::Invalid(e)) => Next::Answer(Err(StoreError::Invalid(e))),
                     Err(e) => Next::Answer(Err(StoreError::Conflict(e.to_string()))),
                 },
             })
@@ -104,7 +106,7 @@ impl TieredStore {
         let mut lost = false;
         if let Some(current) = self.hot_base(tenant, id).await {
             if let Next::Write(next) = decide(&current) {
-                if self.replace(tenant, &next, current.version).await? {
+                if self.replace(tenant, &next, &current).await? {
                     return Ok(Some(Outcome::Written(next)));
                 }
                 lost = true;
@@ -116,7 +118,7 @@ impl TieredStore {
             };
             match decide(&current) {
                 Next::Write(next) => {
-                    if self.replace(tenant, &next, current.version).await? {
+                    if self.replace(tenant, &next, &current).await? {
                         return Ok(Some(Outcome::Written(next)));
                     }
                     lost = true;
@@ -146,19 +148,16 @@ impl TieredStore {
         })
     }
 
-    /// Compare-and-set in the durable tier, then write-through; `false` on a lost race.
-    async fn replace(
-        &self,
-        tenant: &Tenant,
-        next: &Task,
-        expected: u64,
-    ) -> Result<bool, StoreError> {
+    /// Compare-and-set in the durable tier (from `base`), then write-through; `false` on a
+    /// lost race.
+    async fn replace(&self, tenant: &Tenant, next: &Task, base: &Task) -> Result<bool, StoreError> {
         let next = next.clone();
+        let (expected, previous) = (base.version, base.status);
         self.uncancellable(tenant, move |store, tenant| async move {
             let stored = store
                 .0
                 .durable
-                .replace(&tenant, &next, expected, WriteId::new())
+                .replace(&tenant, &next, expected, WriteId::new(), previous)
                 .await;
             let stored = store.durable_result(stored)?;
             if stored {

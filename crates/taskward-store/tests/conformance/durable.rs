@@ -3,7 +3,7 @@
 use chrono::Duration as ChronoDuration;
 use serde_json::json;
 use taskward_model::list::{ListQuery, ListTasksBody, PagingParams};
-use taskward_model::{time, Mode, OrgId, Scopes, TaskStatus};
+use taskward_model::{time, EventId, EventType, Mode, OrgId, Scopes, TaskStatus};
 use taskward_store::{Inserted, PendingInvalidation, WriteId};
 
 use crate::support::{acme, durables, id, postgres, task, tenant};
@@ -267,6 +267,154 @@ async fn retention_deletes_only_old_terminal_tasks_in_batches() {
             d.acme_copy("active").await.is_some(),
             "{name}: non-terminal tasks stay"
         );
+        assert!(
+            d.tier
+                .history(&acme(), &id("old0"))
+                .await
+                .unwrap()
+                .is_empty(),
+            "{name}: events leave with their task"
+        );
+        assert_eq!(
+            d.tier.history(&acme(), &id("recent")).await.unwrap().len(),
+            1,
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn every_write_appends_one_event_in_tenant_order() {
+    for (name, d) in durables().await {
+        let other = tenant("acme", Mode::Live);
+        let a = task("a", 1);
+        let b = task("b", 1);
+        d.insert_as_new_write(&acme(), &a, "d").await;
+        d.insert_as_new_write(&other, &a, "d").await;
+        d.insert_as_new_write(&acme(), &b, "d").await;
+        let mut a2 = a.clone();
+        a2.version = 2;
+        a2.status = TaskStatus::Processing;
+        assert!(
+            d.tier
+                .replace(&acme(), &a2, 1, WriteId::new(), TaskStatus::Pending)
+                .await
+                .unwrap(),
+            "{name}"
+        );
+        let mut a3 = a2.clone();
+        a3.version = 3;
+        a3.status = TaskStatus::Completed;
+        assert!(
+            d.tier
+                .replace(&acme(), &a3, 2, WriteId::new(), TaskStatus::Processing)
+                .await
+                .unwrap(),
+            "{name}"
+        );
+        // A lost race appends nothing.
+        assert!(!d.replace_as_new_write(&a3, 1).await, "{name}");
+
+        let all = d
+            .tier
+            .events_after(&acme(), None, EventId(0), 100)
+            .await
+            .unwrap();
+        let seen: Vec<_> = all
+            .iter()
+            .map(|e| {
+                (
+                    e.event_id.0,
+                    e.task.task_id.as_str().to_owned(),
+                    e.task.version,
+                    e.kind,
+                    e.previous_status,
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (1, "a".into(), 1, EventType::Created, None),
+                (2, "b".into(), 1, EventType::Created, None),
+                (
+                    3,
+                    "a".into(),
+                    2,
+                    EventType::Updated,
+                    Some(TaskStatus::Pending)
+                ),
+                (
+                    4,
+                    "a".into(),
+                    3,
+                    EventType::Completed,
+                    Some(TaskStatus::Processing)
+                ),
+            ],
+            "{name}: ids count per tenant, in commit order"
+        );
+        assert_eq!(
+            all[3].task, a3,
+            "{name}: the event keeps the task as written"
+        );
+        assert_eq!(
+            d.tier.last_event_id(&acme()).await.unwrap(),
+            EventId(4),
+            "{name}"
+        );
+        let after = d
+            .tier
+            .events_after(&acme(), None, EventId(2), 1)
+            .await
+            .unwrap();
+        assert_eq!(after.len(), 1, "{name}: limit");
+        assert_eq!(after[0].event_id, EventId(3), "{name}");
+        let of_b = d
+            .tier
+            .events_after(&acme(), Some(&id("b")), EventId(0), 100)
+            .await
+            .unwrap();
+        assert_eq!(of_b.len(), 1, "{name}: one task's events");
+        let history = d.tier.history(&acme(), &id("a")).await.unwrap();
+        assert_eq!(
+            history.iter().map(|e| e.event_id.0).collect::<Vec<_>>(),
+            [1, 3, 4],
+            "{name}"
+        );
+        // The other tenant has its own log and counter.
+        let theirs = d
+            .tier
+            .events_after(&other, None, EventId(0), 100)
+            .await
+            .unwrap();
+        assert_eq!(theirs.len(), 1, "{name}");
+        assert_eq!(theirs[0].event_id, EventId(1), "{name}");
+        assert_eq!(
+            d.tier
+                .last_event_id(&tenant("nobody", Mode::Test))
+                .await
+                .unwrap(),
+            EventId(0),
+            "{name}"
+        );
+
+        let counts = d.tier.counts(&acme(), None).await.unwrap();
+        assert_eq!(
+            counts.by_status,
+            [("COMPLETED".to_owned(), 1), ("PENDING".to_owned(), 1)].into(),
+            "{name}"
+        );
+        assert_eq!(
+            counts.by_task_type,
+            [("thumbnail".to_owned(), 2)].into(),
+            "{name}"
+        );
+        let none = d.tier.counts(&acme(), Some("other")).await.unwrap();
+        assert!(
+            none.by_status.is_empty() && none.by_task_type.is_empty(),
+            "{name}"
+        );
     }
 }
 
@@ -345,11 +493,17 @@ async fn a_write_run_again_after_it_landed_recognises_itself() {
         next.status = TaskStatus::Processing;
         let write = WriteId::new();
         assert!(
-            d.tier.replace(&acme(), &next, 1, write).await.unwrap(),
+            d.tier
+                .replace(&acme(), &next, 1, write, TaskStatus::Pending)
+                .await
+                .unwrap(),
             "{name}"
         );
         assert!(
-            d.tier.replace(&acme(), &next, 1, write).await.unwrap(),
+            d.tier
+                .replace(&acme(), &next, 1, write, TaskStatus::Pending)
+                .await
+                .unwrap(),
             "{name}: the same write again finds its own commit"
         );
         assert!(
@@ -357,5 +511,11 @@ async fn a_write_run_again_after_it_landed_recognises_itself() {
             "{name}: another write from version 1 loses"
         );
         assert_eq!(d.acme_copy("w1").await, Some(next), "{name}");
+        let history = d.tier.history(&acme(), &id("w1")).await.unwrap();
+        assert_eq!(
+            history.iter().map(|e| e.task.version).collect::<Vec<_>>(),
+            [1, 2],
+            "{name}: a write run again adds no second event"
+        );
     }
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
-use taskward_model::{CreateTask, Mode, OrgId, Task, TaskId, Tenant};
+use taskward_model::{CreateTask, Mode, OrgId, Task, TaskId, TaskStatus, Tenant};
 use taskward_store::{
     Created, DurableTier, HotTier, Inserted, KeyStore, MemoryHot, PostgresDurable, PostgresOptions,
     RedisHot, SqliteDurable, TieredStore, WriteId,
@@ -37,7 +37,7 @@ impl Durable {
     /// won.
     pub async fn replace_as_new_write(&self, t: &Task, expected: u64) -> bool {
         self.tier
-            .replace(&acme(), t, expected, WriteId::new())
+            .replace(&acme(), t, expected, WriteId::new(), TaskStatus::Pending)
             .await
             .expect("replace")
     }

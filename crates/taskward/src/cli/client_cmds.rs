@@ -361,13 +361,13 @@ fn live_bar(task: &TaskResponse) -> ProgressBar {
 /// Redraws the live line for `task`: spinner, task id, status, elapsed time, and the
 /// progress (a bar when a fraction is known).
 fn show_live(bar: &ProgressBar, task: &TaskResponse, colour: bool) {
-    let progress = Progress::of(task.additional_data.as_ref());
+    let progress = Progress::of(task);
     let spinner = if colour {
         "{spinner:.cyan}"
     } else {
         "{spinner}"
     };
-    let template = match progress.as_ref().and_then(|p| p.fraction) {
+    let template = match progress.as_ref().map(|p| p.fraction) {
         Some(_) => format!("{spinner} {{prefix}} {{elapsed_precise}} [{{bar:30}}] {{msg}}"),
         None => format!("{spinner} {{prefix}} {{elapsed_precise}} {{msg}}"),
     };
@@ -379,14 +379,14 @@ fn show_live(bar: &ProgressBar, task: &TaskResponse, colour: bool) {
         task.task_id,
         render::paint_status(task.status, task.status.as_str(), colour)
     ));
-    if let Some(f) = progress.as_ref().and_then(|p| p.fraction) {
+    if let Some(f) = progress.as_ref().map(|p| p.fraction) {
         bar.set_position((f * 1000.0).round() as u64);
     }
     bar.set_message(progress.map(|p| p.text()).unwrap_or_default());
 }
 
 fn plain_line(task: &TaskResponse) -> String {
-    let progress = Progress::of(task.additional_data.as_ref())
+    let progress = Progress::of(task)
         .map(|p| p.text())
         .unwrap_or_else(|| "-".into());
     format!(
@@ -407,7 +407,7 @@ fn final_line(task: &TaskResponse, colour: bool) -> String {
         render::paint_status(task.status, task.status.as_str(), colour),
         render::hms(render::elapsed(task))
     );
-    if let Some(p) = Progress::of(task.additional_data.as_ref()) {
+    if let Some(p) = Progress::of(task) {
         line.push_str(&format!(" ({})", p.text()));
     }
     line

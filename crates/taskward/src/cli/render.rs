@@ -1,5 +1,5 @@
-//! How the client commands show tasks: colour decisions, progress read from
-//! `additional_data`, the readable task view and the list table.
+//! How the client commands show tasks: colour decisions, progress, the readable task view
+//! and the list table.
 //!
 //! Colour only goes to a terminal and never when `NO_COLOR` is set (no-color.org); piped
 //! output is plain text whose layout does not depend on the terminal.
@@ -7,7 +7,7 @@
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 use taskward_client::{TaskResponse, TaskStatus};
 
 /// Whether to paint output written to a stream that `is_tty` describes.
@@ -38,86 +38,60 @@ pub fn paint_status(status: TaskStatus, text: &str, colour: bool) -> String {
     format!("\x1b[{code}m{text}\x1b[0m")
 }
 
-/// Progress a worker reported in `additional_data`, in one of the shapes producers use:
-/// `progress: {done, total}` (or `current`), `progress: {percent}`, `progress: 0.0..=1.0`
-/// (a fraction), `progress: 1..=100` (a percentage), or `percent: 0..=100`. An optional
-/// `progress.message` or `stage` string says what is happening.
+/// A task's progress as the client commands show it: the server's derived `progress` object
+/// (counts, percent, ETA, stalled) and what the producer says is happening
+/// (`additional_data.progress.message`, else `.stage`).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Progress {
-    /// 0.0 to 1.0, when known.
-    pub fraction: Option<f64>,
-    /// Units done and in all, when reported that way.
-    pub counts: Option<(f64, f64)>,
+    /// 0.0 to 1.0.
+    pub fraction: f64,
+    /// Items done (completed + failed) and in all.
+    pub counts: (u64, u64),
+    pub failed: u64,
+    pub eta_seconds: Option<f64>,
+    pub stalled: bool,
     pub message: Option<String>,
 }
 
 impl Progress {
-    /// The progress in `data`, if it reports any.
-    pub fn of(data: Option<&Map<String, Value>>) -> Option<Progress> {
-        let data = data?;
-        let mut p = Progress::default();
-        match data.get("progress") {
-            Some(Value::Number(n)) => {
-                let x = n.as_f64()?;
-                p.fraction = Some(if x <= 1.0 { x } else { x / 100.0 });
-            }
-            Some(Value::Object(o)) => {
-                let num = |k: &str| o.get(k).and_then(Value::as_f64);
-                if let (Some(done), Some(total)) = (num("done").or(num("current")), num("total")) {
-                    p.counts = Some((done, total));
-                    if total > 0.0 {
-                        p.fraction = Some(done / total);
-                    }
-                } else if let Some(pct) = num("percent").or(num("percentage")) {
-                    p.fraction = Some(pct / 100.0);
-                }
-                p.message = o.get("message").and_then(Value::as_str).map(str::to_owned);
-            }
-            _ => {}
-        }
-        if p.fraction.is_none() {
-            if let Some(pct) = data
-                .get("percent")
-                .or(data.get("percentage"))
-                .and_then(Value::as_f64)
-            {
-                p.fraction = Some(pct / 100.0);
-            }
-        }
-        if p.message.is_none() {
-            p.message = data.get("stage").and_then(Value::as_str).map(str::to_owned);
-        }
-        p.fraction = p
-            .fraction
-            .filter(|f| f.is_finite())
-            .map(|f| f.clamp(0.0, 1.0));
-        (p.fraction.is_some() || p.message.is_some()).then_some(p)
+    /// The progress `task` reports, if any.
+    pub fn of(task: &TaskResponse) -> Option<Progress> {
+        let p = task.progress?;
+        let reported = task
+            .additional_data
+            .as_ref()
+            .and_then(|d| d.get("progress"))
+            .and_then(Value::as_object);
+        let message = reported
+            .and_then(|o| o.get("message").or(o.get("stage")))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        Some(Progress {
+            fraction: (p.percent / 100.0).clamp(0.0, 1.0),
+            counts: (p.completed + p.failed, p.total),
+            failed: p.failed,
+            eta_seconds: p.eta_seconds,
+            stalled: p.stalled,
+            message,
+        })
     }
 
-    /// `50/100 (50%)`, `42%`, plus the message.
+    /// `50/100 (50%)`, then `2 failed`, `ETA 00:01:40` or `stalled`, and the message.
     pub fn text(&self) -> String {
-        let mut parts = Vec::new();
-        match (self.counts, self.fraction) {
-            (Some((done, total)), Some(f)) => {
-                parts.push(format!("{}/{} ({:.0}%)", num(done), num(total), f * 100.0))
-            }
-            (Some((done, total)), None) => parts.push(format!("{}/{}", num(done), num(total))),
-            (None, Some(f)) => parts.push(format!("{:.0}%", f * 100.0)),
-            (None, None) => {}
+        let (done, total) = self.counts;
+        let mut parts = vec![format!("{done}/{total} ({:.0}%)", self.fraction * 100.0)];
+        if self.failed > 0 {
+            parts.push(format!("{} failed", self.failed));
+        }
+        if self.stalled {
+            parts.push("stalled".into());
+        } else if let Some(eta) = self.eta_seconds.filter(|e| *e > 0.0) {
+            parts.push(format!("ETA {}", hms(Duration::from_secs_f64(eta.ceil()))));
         }
         if let Some(m) = &self.message {
             parts.push(m.clone());
         }
         parts.join(" ")
-    }
-}
-
-/// A count without a needless `.0`.
-fn num(x: f64) -> String {
-    if x.fract() == 0.0 && x.abs() < 1e15 {
-        format!("{}", x as i64)
-    } else {
-        format!("{x}")
     }
 }
 
@@ -138,7 +112,7 @@ pub fn hms(d: Duration) -> String {
 pub fn task_view(t: &TaskResponse, colour: bool) -> String {
     let time = |o: Option<String>| o.unwrap_or_else(|| "-".into());
     let json = |v: &dyn Fn() -> serde_json::Result<String>| v().unwrap_or_default();
-    let progress = Progress::of(t.additional_data.as_ref())
+    let progress = Progress::of(t)
         .map(|p| p.text())
         .unwrap_or_else(|| "-".into());
     let rows: Vec<(&str, String)> = vec![
@@ -215,7 +189,7 @@ pub fn table(tasks: &[TaskResponse], colour: bool) -> String {
                 t.task_id.to_string(),
                 t.task_type.clone(),
                 t.status.as_str().to_owned(),
-                Progress::of(t.additional_data.as_ref())
+                Progress::of(t)
                     .map(|p| p.text())
                     .unwrap_or_else(|| "-".into()),
                 t.version.to_string(),

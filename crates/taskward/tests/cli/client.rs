@@ -118,7 +118,7 @@ async fn get_prints_a_readable_view_or_the_json_body_and_errors_exit_1() {
     app.create(
         "g1",
         "PROCESSING",
-        json!({"additional_data": {"progress": {"done": 1, "total": 4}}, "description": "resize"}),
+        json!({"additional_data": {"progress": {"completed": 1, "total": 4}}, "description": "resize"}),
     )
     .await;
 
@@ -211,7 +211,7 @@ async fn list_prints_an_aligned_table_or_json_lines_and_filters() {
     app.create(
         "a-long-task-id",
         "PROCESSING",
-        json!({"additional_data": {"progress": 0.5}}),
+        json!({"additional_data": {"progress": {"completed": 1, "total": 2}}}),
     )
     .await;
     app.create("b", "FAILED", json!({"task_type": "materialize"}))
@@ -367,7 +367,7 @@ async fn create_and_update_take_json_from_an_argument_a_file_or_stdin() {
             .stdin
             .take()
             .unwrap()
-            .write_all(br#"{"additional_data": {"progress": {"done": 3, "total": 9}}}"#)
+            .write_all(br#"{"additional_data": {"progress": {"completed": 3, "total": 9}}}"#)
             .unwrap();
         child.wait_with_output().unwrap()
     })
@@ -442,7 +442,7 @@ async fn watch_follows_changes_when_piped_and_exits_by_how_the_task_ended() {
     let child = spawn_piped(app.cmd(&["watch", "w"]));
     for done in [1, 2] {
         tokio::time::sleep(Duration::from_millis(300)).await;
-        app.update("w", json!({"status": "PROCESSING", "additional_data": {"progress": {"done": done, "total": 2}}}))
+        app.update("w", json!({"status": "PROCESSING", "additional_data": {"progress": {"completed": done, "total": 2}}}))
             .await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -656,7 +656,7 @@ async fn watch_on_a_terminal_shows_a_live_progress_line_then_the_outcome() {
 
     app.update(
         "tty",
-        json!({"additional_data": {"progress": {"done": 50, "total": 100}}}),
+        json!({"additional_data": {"progress": {"completed": 50, "total": 100}}}),
     )
     .await;
     pty.wait_for("50/100 (50%)").await;
@@ -667,7 +667,7 @@ async fn watch_on_a_terminal_shows_a_live_progress_line_then_the_outcome() {
 
     app.update(
         "tty",
-        json!({"status": "COMPLETED", "additional_data": {"progress": {"done": 100}}}),
+        json!({"status": "COMPLETED", "additional_data": {"progress": {"completed": 100}}}),
     )
     .await;
     let (code, pty) = pty.exit().await;

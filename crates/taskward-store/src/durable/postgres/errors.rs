@@ -16,9 +16,12 @@ pub(crate) fn classify(e: sqlx::Error) -> StoreError {
         sqlx::Error::Database(db) => {
             let code = db.code().unwrap_or_default();
             if code == "2201B" {
-                return StoreError::Invalid(format!(
-                    "regular expression rejected by the database: {}",
-                    db.message()
+                return StoreError::Invalid(taskward_model::Invalid::new(
+                    "filters",
+                    format!(
+                        "regular expression rejected by the database: {}",
+                        db.message()
+                    ),
                 ));
             }
             // connection exceptions, insufficient resources, operator intervention, lock and

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde_json::value::RawValue;
 use sqlx::types::Json;
 use sqlx::PgConnection;
-use taskward_model::{Task, TaskId, Tenant};
+use taskward_model::{EventType, Task, TaskId, TaskStatus, Tenant};
 
 use super::errors::classify;
 use super::group::Statement;
@@ -22,6 +22,8 @@ pub(crate) struct Replace {
     pub task: Task,
     pub expected: u64,
     pub write: WriteId,
+    /// The status of the version the write was computed from, for its event.
+    pub previous: TaskStatus,
 }
 
 /// Group commit: one `UPDATE … FROM unnest(…)` for the whole group, one commit and one WAL
@@ -29,6 +31,11 @@ pub(crate) struct Replace {
 /// moved), exactly as they would have alone. Two writes to the same task in one group expect
 /// the same version, so at most one wins, and `RETURNING` says which. A write whose own
 /// earlier attempt committed (its connection died before the answer) wins by its write id.
+///
+/// The same statement appends the won writes' events: it takes ids from each tenant's counter
+/// (tenants in key order, so groups never deadlock on counters either; the counter row stays
+/// locked until the commit, which keeps ids visible in the order given) and numbers the events
+/// in the order of the group.
 #[derive(Debug)]
 pub(crate) struct CommitGroup {
     /// `LISTEN/NOTIFY` channel of this schema's task changes.
@@ -79,21 +86,37 @@ impl Statement for CommitGroup {
                  active = v.active, inputs = v.inputs, outputs = v.outputs, \
                  additional_data = v.additional_data, description = v.description, \
                  updated_at = v.updated_at, started_at = v.started_at, \
-                 finished_at = v.finished_at, version = v.version, write_id = v.write_id \
+                 finished_at = v.finished_at, version = v.version, progress = v.progress, \
+                 write_id = v.write_id \
                  FROM unnest($1::int4[], $2::text[], $3::text[], $4::text[], $5::text[], \
                              $6::text[], $7::bool[], $8::jsonb[], $9::jsonb[], $10::jsonb[], \
                              $11::text[], $12::timestamptz[], $13::timestamptz[], \
                              $14::timestamptz[], $15::int8[], $16::int8[], $17::timestamptz[], \
-                             $18::int8[]) \
+                             $18::int8[], $19::jsonb[], $20::text[], $21::text[], $22::jsonb[]) \
                    AS v(idx, org, mode, task_id, task_type, status, active, inputs, outputs, \
                         additional_data, description, updated_at, started_at, finished_at, \
-                        version, expected, created_at, write_id) \
+                        version, expected, created_at, write_id, progress, event_type, \
+                        previous_status, event_task) \
                  WHERE t.org = v.org AND t.mode = v.mode AND t.task_id = v.task_id \
                    AND ((t.version = v.expected AND t.created_at = v.created_at) \
                         OR t.write_id = v.write_id) \
-                 RETURNING v.idx, t.org, t.mode, t.task_id, t.version) \
+                 RETURNING v.idx, t.org, t.mode, t.task_id, t.version, v.event_type, \
+                           v.previous_status, v.event_task), \
+                 per_tenant AS (SELECT org, mode, count(*) AS n FROM won GROUP BY org, mode), \
+                 taken AS (INSERT INTO event_counters AS c (org, mode, last) \
+                   SELECT org, mode, n FROM per_tenant ORDER BY org, mode \
+                   ON CONFLICT (org, mode) DO UPDATE SET last = c.last + excluded.last \
+                   RETURNING c.org, c.mode, c.last), \
+                 events AS (INSERT INTO task_events \
+                   (org, mode, task_id, event_id, version, type, previous_status, task) \
+                   SELECT w.org, w.mode, w.task_id, \
+                     k.last - p.n + row_number() OVER (PARTITION BY w.org, w.mode ORDER BY w.idx), \
+                     w.version, w.event_type, w.previous_status, w.event_task \
+                   FROM won w JOIN taken k ON k.org = w.org AND k.mode = w.mode \
+                   JOIN per_tenant p ON p.org = w.org AND p.mode = w.mode \
+                   ON CONFLICT (org, mode, task_id, version) DO NOTHING) \
                  SELECT won.idx FROM won, \
-                   pg_notify($19, won.org || ' ' || won.mode || ' ' || won.task_id || ' ' || won.version) AS n",
+                   pg_notify($23, won.org || ' ' || won.mode || ' ' || won.task_id || ' ' || won.version) AS n",
             )
             .bind((0..group.len() as i32).collect::<Vec<i32>>())
             .bind(col(|r| r.tenant.org.as_str()))
@@ -113,6 +136,20 @@ impl Statement for CommitGroup {
             .bind(group.iter().map(|r| stored_int(r.expected)).collect::<Vec<_>>())
             .bind(group.iter().map(|r| r.task.created_at).collect::<Vec<_>>())
             .bind(group.iter().map(|r| r.write.0).collect::<Vec<_>>())
+            .bind(docs(group, |t| &t.progress)?)
+            .bind(
+                group
+                    .iter()
+                    .map(|r| EventType::of_change(Some(r.previous), r.task.status).as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(col(|r| r.previous.as_str()))
+            .bind(
+                group
+                    .iter()
+                    .map(|r| doc(&Some(&r.task)).map(|d| d.map(Json)))
+                    .collect::<Result<Docs, _>>()?,
+            )
             .bind(&*self.channel)
             .fetch_all(conn)
             .await

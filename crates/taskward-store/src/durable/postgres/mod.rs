@@ -21,7 +21,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::{PgPool, Postgres};
 use taskward_model::list::ListQuery;
-use taskward_model::{Task, TaskId, Tenant};
+use taskward_model::{Task, TaskId, TaskStatus, Tenant};
 use tokio_util::sync::CancellationToken;
 
 pub use connect::PostgresOptions;
@@ -45,6 +45,10 @@ const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 2,
         sql: include_str!("../../../migrations/postgres/0002_write_ids.sql"),
+    },
+    Migration {
+        version: 3,
+        sql: include_str!("../../../migrations/postgres/0003_events.sql"),
     },
 ];
 
@@ -157,6 +161,7 @@ impl Backend for PgBackend {
         task: &Task,
         expected: u64,
         write: WriteId,
+        previous: TaskStatus,
     ) -> Result<bool, StoreError> {
         self.commits
             .submit(Replace {
@@ -164,8 +169,23 @@ impl Backend for PgBackend {
                 task: task.clone(),
                 expected,
                 write,
+                previous,
             })
             .await
+    }
+
+    // The same message the group commit sends for each won write.
+    fn announce(&self, tenant: &Tenant, task: &Task) -> Option<Sql> {
+        let mut sql = Sql::new(Dialect::Postgres, "SELECT pg_notify(");
+        let channel = sql.arg(Arg::Text(self.channel.to_string()));
+        sql.push(&channel).push(", ");
+        let message = sql.arg(Arg::Text(format!(
+            "{} {}",
+            crate::changes::change_key(tenant, &task.task_id),
+            task.version
+        )));
+        sql.push(&message).push(")");
+        Some(sql)
     }
 
     async fn forward_changes(&self, changes: Arc<Changes>, stop: CancellationToken) {

@@ -3,7 +3,10 @@
 //! are one agreement; each back-end only decodes single values ([`RowView`]).
 
 use serde_json::value::RawValue;
-use taskward_model::{KeyRecord, Mode, OrgId, Scopes, Task, TaskId, TaskStatus, Tenant};
+use taskward_model::{
+    EventId, EventType, KeyRecord, Mode, OrgId, Scopes, StoredEvent, Task, TaskId, TaskStatus,
+    Tenant,
+};
 
 use super::driver::RowView;
 use super::text::Arg;
@@ -15,7 +18,8 @@ use crate::StoreError;
 macro_rules! task_columns {
     () => {
         "t.task_id, t.task_type, t.status, t.inputs, t.outputs, t.additional_data, \
-         t.description, t.created_at, t.updated_at, t.started_at, t.finished_at, t.version"
+         t.description, t.created_at, t.updated_at, t.started_at, t.finished_at, t.version, \
+         t.progress"
     };
 }
 pub(crate) use task_columns;
@@ -24,7 +28,7 @@ pub(crate) use task_columns;
 pub(crate) const TASK_COLUMNS: &str = task_columns!();
 
 /// How many columns [`TASK_COLUMNS`] names: extra columns of a select follow them.
-pub(crate) const TASK_COLUMN_COUNT: usize = 12;
+pub(crate) const TASK_COLUMN_COUNT: usize = 13;
 
 /// The columns a key is read from, in [`key_of`] order.
 macro_rules! key_columns {
@@ -55,6 +59,7 @@ pub(crate) fn task_of(row: &impl RowView) -> Result<Task, StoreError> {
         started_at: row.opt_time(9)?,
         finished_at: row.opt_time(10)?,
         version: version_of(row.int(11)?)?,
+        progress: row.doc(12)?,
     })
 }
 
@@ -87,6 +92,30 @@ pub(crate) fn pending_of(row: &impl RowView) -> Result<PendingInvalidation, Stor
     })
 }
 
+/// The columns an event is read from, in [`event_of`] order.
+macro_rules! event_columns {
+    () => {
+        "event_id, type, previous_status, task"
+    };
+}
+pub(crate) use event_columns;
+
+/// An event from a row selected with [`event_columns!`].
+pub(crate) fn event_of(row: &impl RowView) -> Result<StoredEvent, StoreError> {
+    let kind = row.text(1)?;
+    let status =
+        |s: String| TaskStatus::parse(&s).ok_or_else(|| bad(format!("bad stored status {s:?}")));
+    Ok(StoredEvent {
+        event_id: EventId(version_of(row.int(0)?)?),
+        kind: EventType::parse(&kind)
+            .ok_or_else(|| bad(format!("bad stored event type {kind:?}")))?,
+        previous_status: row.opt_text(2)?.map(status).transpose()?,
+        task: row
+            .doc(3)?
+            .ok_or_else(|| bad("an event without its task"))?,
+    })
+}
+
 /// A document as stored: serialised JSON, or NULL.
 pub(crate) fn doc<T: serde::Serialize>(v: &Option<T>) -> Result<Option<Box<RawValue>>, StoreError> {
     v.as_ref()
@@ -97,7 +126,7 @@ pub(crate) fn doc<T: serde::Serialize>(v: &Option<T>) -> Result<Option<Box<RawVa
 
 /// The stored form of a task's fields, in the order of every statement that writes them all:
 /// `task_type, status, active, inputs, outputs, additional_data, description, updated_at,
-/// started_at, finished_at, version`.
+/// started_at, finished_at, version, progress`.
 pub(crate) fn task_fields(task: &Task) -> Result<Vec<Arg>, StoreError> {
     Ok(vec![
         Arg::Text(task.task_type.clone()),
@@ -111,6 +140,7 @@ pub(crate) fn task_fields(task: &Task) -> Result<Vec<Arg>, StoreError> {
         Arg::OptTime(task.started_at),
         Arg::OptTime(task.finished_at),
         Arg::Int(stored_int(task.version)),
+        Arg::Doc(doc(&task.progress)?),
     ])
 }
 

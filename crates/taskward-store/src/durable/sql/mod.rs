@@ -22,7 +22,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::{Database, Pool};
 use taskward_model::list::{ListPage, ListQuery};
-use taskward_model::{KeyRecord, Task, TaskId, Tenant};
+use taskward_model::{Counts, EventId, KeyRecord, StoredEvent, Task, TaskId, TaskStatus, Tenant};
 use tokio_util::sync::CancellationToken;
 
 pub(crate) use codec::{doc, stored_int, task_of, TASK_COLUMNS, TASK_COLUMN_COUNT};
@@ -30,6 +30,7 @@ pub(crate) use driver::{impl_driver, row_view_plain_columns, Driver, RowView, Tx
 pub(crate) use filter::sqlite_path;
 pub(crate) use migrate::{migrate, Migration};
 pub(crate) use retry::retrying;
+pub(crate) use statements::CountBy;
 pub(crate) use text::{Arg, Dialect, Sql};
 
 use super::{DurableTier, Inserted, KeyStore, PendingInvalidation, WriteId};
@@ -89,17 +90,35 @@ pub(crate) trait Backend: Send + Sync + std::fmt::Debug + 'static {
         rows.first().map(task_of).transpose()
     }
 
-    /// Compare-and-set of a whole task (see [`DurableTier::replace`]). PostgreSQL commits
-    /// concurrent writes in groups.
+    /// Compare-and-set of a whole task and its event (see [`DurableTier::replace`]).
+    /// PostgreSQL commits concurrent writes in groups.
     async fn replace_task(
         &self,
         tenant: &Tenant,
         task: &Task,
         expected: u64,
         write: WriteId,
+        previous: TaskStatus,
     ) -> Result<bool, StoreError> {
         let sql = statements::replace_task(Self::Db::DIALECT, tenant, task, expected, write)?;
-        Ok(self.execute(&sql).await? == 1)
+        retrying(self.retries(), || async {
+            let mut tx = self.begin(Lock::Plain).await?;
+            if tx.execute(&sql).await? != 1 {
+                return Ok(false);
+            }
+            let announce = self.announce(tenant, task);
+            append_event(&mut tx, announce, tenant, Some(previous), task).await?;
+            tx.commit().await?;
+            Ok(true)
+        })
+        .await
+    }
+
+    /// A statement that tells other processes of a committed write, run in its transaction
+    /// (PostgreSQL's `pg_notify`); none where one process writes (the embedded file).
+    fn announce(&self, tenant: &Tenant, task: &Task) -> Option<Sql> {
+        let _ = (tenant, task);
+        None
     }
 
     /// See [`DurableTier::forward_changes`].
@@ -109,6 +128,36 @@ pub(crate) trait Backend: Send + Sync + std::fmt::Debug + 'static {
 
     /// See [`DurableTier::close`].
     async fn close(&self) {}
+}
+
+/// Appends the event of a change from `previous` (`None`: a create) to `task`, in the
+/// transaction of the change, and runs the change's announcement there.
+pub(crate) async fn append_event<DB: Driver>(
+    tx: &mut Tx<DB>,
+    announce: Option<Sql>,
+    tenant: &Tenant,
+    previous: Option<TaskStatus>,
+    task: &Task,
+) -> Result<(), StoreError> {
+    let rows = tx
+        .fetch(&statements::take_event_id(DB::DIALECT, tenant))
+        .await?;
+    let id = rows
+        .first()
+        .ok_or_else(|| StoreError::internal("the event counter returned no row"))?
+        .int(0)?;
+    tx.execute(&statements::insert_event(
+        DB::DIALECT,
+        tenant,
+        id,
+        previous,
+        task,
+    )?)
+    .await?;
+    if let Some(announce) = announce {
+        tx.fetch(&announce).await?;
+    }
+    Ok(())
 }
 
 /// The durable tier on a SQL database: [`super::SqliteDurable`] or [`super::PostgresDurable`].
@@ -172,9 +221,19 @@ impl<B: Backend> DurableTier for SqlDurable<B> {
     ) -> Result<Inserted, StoreError> {
         let d = self.dialect();
         let insert = statements::insert_task(d, tenant, task, digest, write)?;
+        let created = || async {
+            let mut tx = self.backend.begin(Lock::Plain).await?;
+            if tx.execute(&insert).await? == 0 {
+                return Ok(false);
+            }
+            let announce = self.backend.announce(tenant, task);
+            append_event(&mut tx, announce, tenant, None, task).await?;
+            tx.commit().await?;
+            Ok(true)
+        };
         // Twice at most: the task that took the id may be deleted (retention) before we read it.
         for _ in 0..2 {
-            if self.backend.execute(&insert).await? == 1 {
+            if retrying(self.backend.retries(), created).await? {
                 return Ok(Inserted::Created);
             }
             let rows = self
@@ -200,9 +259,10 @@ impl<B: Backend> DurableTier for SqlDurable<B> {
         task: &Task,
         expected: u64,
         write: WriteId,
+        previous: TaskStatus,
     ) -> Result<bool, StoreError> {
         self.backend
-            .replace_task(tenant, task, expected, write)
+            .replace_task(tenant, task, expected, write, previous)
             .await
     }
 
@@ -262,9 +322,63 @@ impl<B: Backend> DurableTier for SqlDurable<B> {
         cutoff: DateTime<Utc>,
         limit: u32,
     ) -> Result<u64, StoreError> {
-        self.backend
-            .execute(&statements::delete_finished(self.dialect(), cutoff, limit))
-            .await
+        let [events, tasks] = statements::delete_finished(self.dialect(), cutoff, limit);
+        retrying(self.backend.retries(), || async {
+            let mut tx = self.backend.begin(Lock::Plain).await?;
+            tx.execute(&events).await?;
+            let n = tx.execute(&tasks).await?;
+            tx.commit().await?;
+            Ok(n)
+        })
+        .await
+    }
+
+    async fn history(&self, tenant: &Tenant, id: &TaskId) -> Result<Vec<StoredEvent>, StoreError> {
+        let rows = self
+            .backend
+            .fetch(&statements::history(self.dialect(), tenant, id))
+            .await?;
+        rows.iter().map(codec::event_of).collect()
+    }
+
+    async fn events_after(
+        &self,
+        tenant: &Tenant,
+        task: Option<&TaskId>,
+        after: EventId,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let sql = statements::events_after(self.dialect(), tenant, task, after, limit);
+        let rows = self.backend.fetch(&sql).await?;
+        rows.iter().map(codec::event_of).collect()
+    }
+
+    async fn last_event_id(&self, tenant: &Tenant) -> Result<EventId, StoreError> {
+        let rows = self
+            .backend
+            .fetch(&statements::last_event_id(self.dialect(), tenant))
+            .await?;
+        let last = rows.first().map(|r| r.int(0)).transpose()?.unwrap_or(0);
+        Ok(EventId(u64::try_from(last).map_err(StoreError::internal)?))
+    }
+
+    async fn counts(&self, tenant: &Tenant, task_type: Option<&str>) -> Result<Counts, StoreError> {
+        let d = self.dialect();
+        let mut counts = Counts::default();
+        for (by, into) in [
+            (CountBy::Status, &mut counts.by_status),
+            (CountBy::TaskType, &mut counts.by_task_type),
+        ] {
+            let rows = self
+                .backend
+                .fetch(&statements::count_by(d, tenant, by, task_type))
+                .await?;
+            for row in &rows {
+                let n = u64::try_from(row.int(1)?).map_err(StoreError::internal)?;
+                into.insert(row.text(0)?, n);
+            }
+        }
+        Ok(counts)
     }
 
     async fn forward_changes(&self, changes: Arc<Changes>, stop: CancellationToken) {

@@ -6,9 +6,11 @@
 //! what really differs between the databases stays in the back-ends.
 
 use chrono::{DateTime, Utc};
-use taskward_model::{KeyRecord, Task, TaskId, Tenant};
+use taskward_model::{EventId, EventType, KeyRecord, Task, TaskId, TaskStatus, Tenant};
 
-use super::codec::{key_columns, stored_int, task_columns, task_fields, task_key};
+use super::codec::{
+    doc, event_columns, key_columns, stored_int, task_columns, task_fields, task_key,
+};
 use super::text::{Arg, Dialect, Sql, Stmt};
 use crate::durable::{PendingInvalidation, WriteId};
 use crate::StoreError;
@@ -37,9 +39,9 @@ pub(crate) fn existing_task(d: Dialect, tenant: &Tenant, id: &TaskId) -> Sql {
 
 static INSERT_TASK: Stmt = Stmt::new(
     "INSERT INTO tasks (org, mode, task_id, task_type, status, active, inputs, outputs, \
-     additional_data, description, updated_at, started_at, finished_at, version, created_at, \
-     create_digest, write_id) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
+     additional_data, description, updated_at, started_at, finished_at, version, progress, \
+     created_at, create_digest, write_id) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
      ON CONFLICT (org, mode, task_id) DO NOTHING",
 );
 
@@ -68,9 +70,9 @@ pub(crate) fn insert_task(
 static REPLACE_TASK: Stmt = Stmt::new(
     "UPDATE tasks SET task_type = $4, status = $5, active = $6, inputs = $7, outputs = $8, \
      additional_data = $9, description = $10, updated_at = $11, started_at = $12, \
-     finished_at = $13, version = $14, write_id = $17 \
+     finished_at = $13, version = $14, progress = $15, write_id = $18 \
      WHERE org = $1 AND mode = $2 AND task_id = $3 \
-       AND ((version = $15 AND created_at = $16) OR write_id = $17)",
+       AND ((version = $16 AND created_at = $17) OR write_id = $18)",
 );
 
 /// Compare-and-set of a whole task.
@@ -91,18 +93,172 @@ pub(crate) fn replace_task(
     Ok(Sql::fixed(d, &REPLACE_TASK, args))
 }
 
-static DELETE_FINISHED: Stmt = Stmt::new(
-    "DELETE FROM tasks WHERE (org, mode, task_id) IN (SELECT org, mode, task_id FROM tasks \
-     WHERE finished_at IS NOT NULL AND finished_at < $1 LIMIT $2)",
+// The two deletes of a retention batch, run in one transaction, select the same tasks: the
+// oldest finished ones, in a total order. Events go first, then their tasks.
+static DELETE_FINISHED_EVENTS: Stmt = Stmt::new(
+    "DELETE FROM task_events WHERE (org, mode, task_id) IN (SELECT org, mode, task_id \
+     FROM tasks WHERE finished_at IS NOT NULL AND finished_at < $1 \
+     ORDER BY finished_at, org, mode, task_id LIMIT $2)",
 );
 
-/// Up to `limit` terminal tasks that finished before `cutoff`.
-pub(crate) fn delete_finished(d: Dialect, cutoff: DateTime<Utc>, limit: u32) -> Sql {
+static DELETE_FINISHED: Stmt = Stmt::new(
+    "DELETE FROM tasks WHERE (org, mode, task_id) IN (SELECT org, mode, task_id FROM tasks \
+     WHERE finished_at IS NOT NULL AND finished_at < $1 \
+     ORDER BY finished_at, org, mode, task_id LIMIT $2)",
+);
+
+/// The events of up to `limit` terminal tasks that finished before `cutoff`, then the tasks.
+pub(crate) fn delete_finished(d: Dialect, cutoff: DateTime<Utc>, limit: u32) -> [Sql; 2] {
+    let args = || vec![Arg::Time(cutoff), Arg::Int(i64::from(limit))];
+    [
+        Sql::fixed(d, &DELETE_FINISHED_EVENTS, args()),
+        Sql::fixed(d, &DELETE_FINISHED, args()),
+    ]
+}
+
+// Takes `$3` ids from the tenant's counter; returns the last one taken. The counter's row stays
+// locked until the writing transaction commits (see the migration).
+static TAKE_EVENT_IDS: Stmt = Stmt::new(
+    "INSERT INTO event_counters (org, mode, last) VALUES ($1, $2, $3) \
+     ON CONFLICT (org, mode) DO UPDATE SET last = event_counters.last + excluded.last \
+     RETURNING last",
+);
+
+/// The next event id of a tenant.
+pub(crate) fn take_event_id(d: Dialect, tenant: &Tenant) -> Sql {
     Sql::fixed(
         d,
-        &DELETE_FINISHED,
-        vec![Arg::Time(cutoff), Arg::Int(i64::from(limit))],
+        &TAKE_EVENT_IDS,
+        vec![
+            Arg::Text(tenant.org.as_str().to_owned()),
+            Arg::Text(tenant.mode.as_str().to_owned()),
+            Arg::Int(1),
+        ],
     )
+}
+
+// One event per task version: a statement run again adds nothing.
+static INSERT_EVENT: Stmt = Stmt::new(
+    "INSERT INTO task_events (org, mode, task_id, event_id, version, type, previous_status, task) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+     ON CONFLICT (org, mode, task_id, version) DO NOTHING",
+);
+
+/// The event of a change from `previous` (`None` for a create) to `task`.
+pub(crate) fn insert_event(
+    d: Dialect,
+    tenant: &Tenant,
+    event_id: i64,
+    previous: Option<TaskStatus>,
+    task: &Task,
+) -> Result<Sql, StoreError> {
+    let mut args: Vec<Arg> = task_key(tenant, &task.task_id).into();
+    args.extend([
+        Arg::Int(event_id),
+        Arg::Int(stored_int(task.version)),
+        Arg::Text(
+            EventType::of_change(previous, task.status)
+                .as_str()
+                .to_owned(),
+        ),
+        Arg::OptText(previous.map(|s| s.as_str().to_owned())),
+        Arg::Doc(doc(&Some(task))?),
+    ]);
+    Ok(Sql::fixed(d, &INSERT_EVENT, args))
+}
+
+static HISTORY: Stmt = Stmt::new(concat!(
+    "SELECT ",
+    event_columns!(),
+    " FROM task_events WHERE org = $1 AND mode = $2 AND task_id = $3 ORDER BY version"
+));
+
+/// Every event of a task, oldest first.
+pub(crate) fn history(d: Dialect, tenant: &Tenant, id: &TaskId) -> Sql {
+    Sql::fixed(d, &HISTORY, task_key(tenant, id).into())
+}
+
+static EVENTS_AFTER: Stmt = Stmt::new(concat!(
+    "SELECT ",
+    event_columns!(),
+    " FROM task_events WHERE org = $1 AND mode = $2 AND event_id > $3 ORDER BY event_id LIMIT $4"
+));
+
+static TASK_EVENTS_AFTER: Stmt = Stmt::new(concat!(
+    "SELECT ",
+    event_columns!(),
+    " FROM task_events WHERE org = $1 AND mode = $2 AND task_id = $5 AND event_id > $3 \
+     ORDER BY event_id LIMIT $4"
+));
+
+/// Up to `limit` events of a tenant (or of one of its tasks) after `after`, oldest first.
+pub(crate) fn events_after(
+    d: Dialect,
+    tenant: &Tenant,
+    task: Option<&TaskId>,
+    after: EventId,
+    limit: u32,
+) -> Sql {
+    let mut args = vec![
+        Arg::Text(tenant.org.as_str().to_owned()),
+        Arg::Text(tenant.mode.as_str().to_owned()),
+        Arg::Int(stored_int(after.0)),
+        Arg::Int(i64::from(limit)),
+    ];
+    match task {
+        Some(id) => {
+            args.push(Arg::Text(id.as_str().to_owned()));
+            Sql::fixed(d, &TASK_EVENTS_AFTER, args)
+        }
+        None => Sql::fixed(d, &EVENTS_AFTER, args),
+    }
+}
+
+static LAST_EVENT_ID: Stmt =
+    Stmt::new("SELECT last FROM event_counters WHERE org = $1 AND mode = $2");
+
+/// The last event id a tenant's counter gave out (no row: none yet).
+pub(crate) fn last_event_id(d: Dialect, tenant: &Tenant) -> Sql {
+    Sql::fixed(
+        d,
+        &LAST_EVENT_ID,
+        vec![
+            Arg::Text(tenant.org.as_str().to_owned()),
+            Arg::Text(tenant.mode.as_str().to_owned()),
+        ],
+    )
+}
+
+/// `SELECT <by>, COUNT(*)` of a tenant's tasks, grouped by `by` (`status` or `task_type`),
+/// optionally of one task type: each served by an index that starts with the tenant and the
+/// grouped (or filtered) columns.
+pub(crate) fn count_by(d: Dialect, tenant: &Tenant, by: CountBy, task_type: Option<&str>) -> Sql {
+    let column = match by {
+        CountBy::Status => "status",
+        CountBy::TaskType => "task_type",
+    };
+    let mut sql = Sql::new(
+        d,
+        format!("SELECT {column}, COUNT(*) FROM tasks WHERE org = "),
+    );
+    let org = sql.arg(Arg::Text(tenant.org.as_str().to_owned()));
+    sql.push(&org).push(" AND mode = ");
+    let mode = sql.arg(Arg::Text(tenant.mode.as_str().to_owned()));
+    sql.push(&mode);
+    if let Some(t) = task_type {
+        sql.push(" AND task_type = ");
+        let t = sql.arg(Arg::Text(t.to_owned()));
+        sql.push(&t);
+    }
+    sql.push(&format!(" GROUP BY {column}"));
+    sql
+}
+
+/// What [`count_by`] groups by.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum CountBy {
+    Status,
+    TaskType,
 }
 
 static INSERT_KEY: Stmt = Stmt::new(
@@ -214,6 +370,13 @@ mod tests {
             &INSERT_TASK,
             &REPLACE_TASK,
             &DELETE_FINISHED,
+            &DELETE_FINISHED_EVENTS,
+            &TAKE_EVENT_IDS,
+            &INSERT_EVENT,
+            &HISTORY,
+            &EVENTS_AFTER,
+            &TASK_EVENTS_AFTER,
+            &LAST_EVENT_ID,
             &INSERT_KEY,
             &MARK_FIRST_KEY,
             &FIND_KEY,
