@@ -128,20 +128,26 @@ impl<'de> Deserialize<'de> for EventId {
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredEvent {
     pub event_id: EventId,
-    pub kind: EventType,
+    /// The status before the change; `None` for a create. With the status after it, this says
+    /// what the change was ([`StoredEvent::kind`]).
     pub previous_status: Option<TaskStatus>,
     /// The task after the change.
     pub task: Task,
 }
 
 impl StoredEvent {
+    /// What the change did.
+    pub fn kind(&self) -> EventType {
+        EventType::of_change(self.previous_status, self.task.status)
+    }
+
     /// The event as history lists it.
     pub fn to_wire(&self) -> TaskEvent {
         TaskEvent {
             event_id: self.event_id,
             task_id: self.task.task_id.clone(),
             version: self.task.version,
-            kind: self.kind,
+            kind: self.kind(),
             at: self.task.updated_at,
             status: self.task.status,
             previous_status: self.previous_status,
@@ -198,31 +204,25 @@ mod tests {
     #[test]
     fn types_follow_the_change() {
         use TaskStatus::*;
-        assert_eq!(EventType::of_change(None, Completed), EventType::Created);
-        assert_eq!(
-            EventType::of_change(Some(Pending), Processing),
-            EventType::Updated
-        );
-        assert_eq!(
-            EventType::of_change(Some(Processing), Processing),
-            EventType::Updated
-        );
-        assert_eq!(
-            EventType::of_change(Some(Processing), Completed),
-            EventType::Completed
-        );
-        assert_eq!(
-            EventType::of_change(Some(Pending), CompletedWithErrors),
-            EventType::CompletedWithErrors
-        );
-        assert_eq!(
-            EventType::of_change(Some(Processing), Failed),
-            EventType::Failed
-        );
-        assert_eq!(
-            EventType::of_change(Some(Pending), Canceled),
-            EventType::Canceled
-        );
+        for (previous, next, kind) in [
+            (None, Completed, EventType::Created),
+            (Some(Pending), Processing, EventType::Updated),
+            (Some(Processing), Processing, EventType::Updated),
+            (Some(Processing), Completed, EventType::Completed),
+            (
+                Some(Pending),
+                CompletedWithErrors,
+                EventType::CompletedWithErrors,
+            ),
+            (Some(Processing), Failed, EventType::Failed),
+            (Some(Pending), Canceled, EventType::Canceled),
+        ] {
+            assert_eq!(
+                EventType::of_change(previous, next),
+                kind,
+                "{previous:?} → {next:?}"
+            );
+        }
         for t in EventType::ALL {
             assert_eq!(EventType::parse(t.as_str()), Some(t));
             assert_eq!(

@@ -67,17 +67,19 @@ pub fn reported(additional_data: Option<&Map<String, Value>>) -> Result<Option<R
             ))
         }
     };
+    // Runs on every rendering of a task with progress: the field's name is spelled out only
+    // for an error.
     let count = |name: &str, required: bool| -> Result<u64, Invalid> {
-        let field = format!("{FIELD}.{name}");
+        let invalid = |why: &str| Invalid::new(format!("{FIELD}.{name}"), why);
         match p.get(name) {
             None | Some(Value::Null) if !required => Ok(0),
-            None | Some(Value::Null) => Err(Invalid::new(field, "is required")),
+            None | Some(Value::Null) => Err(invalid("is required")),
             Some(Value::Number(n)) => match (n.as_u64(), n.as_i64()) {
                 (Some(v), _) => Ok(v),
-                (None, Some(_)) => Err(Invalid::new(field, "must not be negative")),
-                _ => Err(Invalid::new(field, "must be a whole number")),
+                (None, Some(_)) => Err(invalid("must not be negative")),
+                _ => Err(invalid("must be a whole number")),
             },
-            Some(_) => Err(Invalid::new(field, "must be a whole number")),
+            Some(_) => Err(invalid("must be a whole number")),
         }
     };
     let r = Reported {

@@ -60,14 +60,14 @@ struct Feed {
     /// The position the follower started from, once it has read it: listeners wait for it, so
     /// that what they replay from the log and what the follower sends meet without a gap.
     started: watch::Receiver<Option<EventId>>,
+    /// Woken when the tenant has a new commit.
+    wake: Notify,
 }
 
 /// Every tenant feed of this process.
 #[derive(Debug, Default)]
 pub struct Feeds {
     feeds: Mutex<HashMap<String, Arc<Feed>>>,
-    /// Woken when a tenant has a new commit (keyed like the feeds).
-    wakes: Mutex<HashMap<String, Arc<Notify>>>,
     followers: TaskTracker,
     closed: CancellationToken,
 }
@@ -82,27 +82,22 @@ impl Feeds {
         self.feeds.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn wakes(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Notify>>> {
-        self.wakes.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
     /// A commit of a task under change key `"<org> <mode> <task_id>"`: wakes its tenant's
-    /// follower, if there is one.
+    /// follower, if there is one. On every write's path: the tenant's key is the change key's
+    /// prefix, looked up without allocating.
     pub fn wake_key(&self, change_key: &str) {
-        let mut parts = change_key.splitn(3, ' ');
-        let (Some(org), Some(mode)) = (parts.next(), parts.next()) else {
+        let Some(tenant_end) = change_key.match_indices(' ').nth(1).map(|(i, _)| i) else {
             return;
         };
-        let key = format!("{org} {mode}");
-        if let Some(wake) = self.wakes().get(&key) {
-            wake.notify_one();
+        if let Some(feed) = self.feeds().get(&change_key[..tenant_end]) {
+            feed.wake.notify_one();
         }
     }
 
     /// Wakes every follower (the cross-process feed reconnected and may have missed messages).
     pub fn wake_all(&self) {
-        for wake in self.wakes().values() {
-            wake.notify_one();
+        for feed in self.feeds().values() {
+            feed.wake.notify_one();
         }
     }
 
@@ -154,15 +149,14 @@ impl Feeds {
         let (sender, _) = broadcast::channel(FEED_CAPACITY);
         let (started_tx, started) = watch::channel(None);
         let feed = Arc::new(Feed {
-            sender: sender.clone(),
+            sender,
             started,
+            wake: Notify::new(),
         });
-        let wake = Arc::new(Notify::new());
-        self.wakes().insert(key.clone(), wake.clone());
         let feeds = Arc::clone(self);
         let me = Arc::clone(&feed);
         self.followers.spawn(async move {
-            follow(&feeds, &me, &key, &*durable, &tenant, &wake, started_tx).await;
+            follow(&feeds, &me, &key, &*durable, &tenant, started_tx).await;
         });
         feed
     }
@@ -178,11 +172,6 @@ impl Feeds {
         self.followers.close();
         self.followers.wait().await;
     }
-
-    /// How many tenants have a follower (for metrics).
-    pub fn followed_tenants(&self) -> usize {
-        self.feeds().len()
-    }
 }
 
 async fn follow(
@@ -191,7 +180,6 @@ async fn follow(
     key: &str,
     durable: &dyn DurableTier,
     tenant: &Tenant,
-    wake: &Notify,
     started: watch::Sender<Option<EventId>>,
 ) {
     let mut position = loop {
@@ -210,7 +198,7 @@ async fn follow(
     let mut idle_since: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
-            () = wake.notified() => {}
+            () = feed.wake.notified() => {}
             () = tokio::time::sleep(FALLBACK_POLL) => {}
             () = feeds.closed.cancelled() => return,
         }
@@ -245,7 +233,6 @@ async fn follow(
             let mut map = feeds.feeds();
             if feed.sender.receiver_count() == 0 {
                 map.remove(key);
-                feeds.wakes().remove(key);
                 return;
             }
         }

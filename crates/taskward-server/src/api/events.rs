@@ -6,6 +6,7 @@
 //! skipping any id it already sent: the listener is registered before the replay reads the
 //! log, so the two overlap rather than leave a gap.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -178,8 +179,11 @@ fn check_accept(headers: &HeaderMap) -> Result<(), ApiError> {
             let mut parts = range.split(';');
             let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
             let refused = parts.any(|p| {
-                let p = p.trim().replace(' ', "");
-                p == "q=0" || p.starts_with("q=0.0") && p.trim_end_matches('0') == "q=0."
+                let q = p
+                    .trim()
+                    .strip_prefix("q=")
+                    .and_then(|q| q.trim().parse::<f64>().ok());
+                q == Some(0.0)
             });
             if !refused && matches!(media.as_str(), "text/event-stream" | "text/*" | "*/*") {
                 return Ok(());
@@ -221,21 +225,21 @@ pub async fn task_events(
     let store = &state.store;
     // Listening first: whatever commits from here on reaches the listener.
     let listener = store.listen(&caller.tenant).await?;
-    let history = store.history(&caller.tenant, &id).await?;
+    let newest = store.last_event(&caller.tenant, &id).await?;
     let mut stream = EventStream::new(store.clone(), caller.tenant, selection, listener);
-    let ended = history.last().filter(|e| e.task.status.is_terminal());
+    let ended = newest.as_ref().filter(|e| e.task.status.is_terminal());
     match (resume, ended) {
         // The client has the terminal event already: nothing more will come.
         (Some(after), Some(end)) if after >= end.event_id => stream.ended = true,
         (Some(after), _) => stream.last = after,
         // An ended task sends its terminal event and ends.
         (None, Some(end)) => {
-            stream.backlog.push(FeedEvent::new(end.clone()));
+            stream.backlog.push_back(FeedEvent::new(end.clone()));
             stream.replayed = true;
         }
         // Live from what the task has now.
         (None, None) => {
-            stream.last = history.last().map(|e| e.event_id).unwrap_or_default();
+            stream.last = newest.as_ref().map(|e| e.event_id).unwrap_or_default();
             stream.replayed = true;
         }
     }
@@ -281,12 +285,12 @@ pub async fn tenant_events(
 
 /// The data line of an event: the task response after the change, plus `event_id` and `type`.
 #[derive(Serialize)]
-struct StreamData<'a> {
+struct StreamData {
     #[serde(flatten)]
     task: TaskResponse,
     event_id: EventId,
     #[serde(rename = "type")]
-    kind: &'a EventType,
+    kind: EventType,
 }
 
 /// An event as one SSE message.
@@ -295,12 +299,12 @@ fn frame(e: &StoredEvent) -> Bytes {
         // As of the change: the ETA and `stalled` of that moment.
         task: TaskResponse::at(e.task.clone(), e.task.updated_at),
         event_id: e.event_id,
-        kind: &e.kind,
+        kind: e.kind(),
     };
     let json = serde_json::to_string(&data).unwrap_or_else(|_| "{}".into());
     Bytes::from(format!(
         "id: {}\nevent: {}\ndata: {json}\n\n",
-        e.event_id, e.kind
+        e.event_id, data.kind
     ))
 }
 
@@ -313,7 +317,7 @@ struct EventStream {
     /// The last event id sent (or skipped as not wanted): nothing at or before it is sent.
     last: EventId,
     /// Replayed from the log and not sent yet.
-    backlog: Vec<Arc<FeedEvent>>,
+    backlog: VecDeque<Arc<FeedEvent>>,
     /// The log has been read up to where the listener takes over.
     replayed: bool,
     ended: bool,
@@ -327,7 +331,7 @@ impl EventStream {
             selection,
             listener,
             last: EventId::default(),
-            backlog: Vec::new(),
+            backlog: VecDeque::new(),
             replayed: false,
             ended: false,
         }
@@ -356,7 +360,7 @@ impl EventStream {
             if self.ended {
                 return None;
             }
-            if let Some(e) = self.backlog.pop() {
+            if let Some(e) = self.backlog.pop_front() {
                 if let Some(frame) = self.send(&e) {
                     return Some(frame);
                 }
@@ -403,14 +407,8 @@ impl EventStream {
                 REPLAY_PAGE,
             )
             .await?;
-        if events.len() < REPLAY_PAGE as usize {
-            self.replayed = true;
-        }
-        // Sent from the back.
-        self.backlog = events.into_iter().rev().map(FeedEvent::new).collect();
-        if self.backlog.is_empty() {
-            self.replayed = true;
-        }
+        self.replayed = events.len() < REPLAY_PAGE as usize;
+        self.backlog = events.into_iter().map(FeedEvent::new).collect();
         Ok(())
     }
 

@@ -40,20 +40,15 @@ fn written_response(status: StatusCode, task: Task) -> Response {
     res
 }
 
-/// Every task response: the rendered body, as JSON, with its ETag. A body with progress is
-/// brought up to now (its ETA and `stalled` move with time; the hot tier keeps it as written).
+/// Every task response: the rendered body, as JSON, with its ETag.
 fn rendered_response(status: StatusCode, task: RenderedTask) -> Response {
-    let body = match TaskResponse::refreshed(&task.body, taskward_model::time::now()) {
-        Some(fresh) => fresh.into(),
-        None => task.body,
-    };
     let mut res = (
         status,
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         )],
-        body,
+        task.body,
     )
         .into_response();
     res.headers_mut().insert(header::ETAG, etag(task.version));
@@ -169,10 +164,14 @@ fn respond(if_none_match: &IfNoneMatch, task: Task, source: Source) -> Response 
     }
 }
 
-/// [`respond`] for a task already rendered (a plain GET).
-fn respond_rendered(if_none_match: &IfNoneMatch, task: RenderedTask) -> Response {
+/// [`respond`] for a task already rendered (a plain GET). A body with progress is brought up
+/// to now (`stalled` changes with time; the hot tier keeps the body as it was written).
+fn respond_rendered(if_none_match: &IfNoneMatch, mut task: RenderedTask) -> Response {
     if if_none_match.matches(task.version) {
         return not_modified(task.version);
+    }
+    if let Some(fresh) = TaskResponse::refreshed(&task.body, taskward_model::time::now()) {
+        task.body = fresh.into();
     }
     rendered_response(StatusCode::OK, task)
 }

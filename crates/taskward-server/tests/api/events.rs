@@ -87,6 +87,13 @@ async fn patch_ok(app: &TestApp, id: &str, body: Value) -> Value {
     res.json().await.unwrap()
 }
 
+/// `GET path` with the app's key: 200 and its JSON body.
+async fn read_json(app: &TestApp, path: &str) -> Value {
+    let res = app.send(Method::GET, path, &app.key).await;
+    assert_eq!(res.status(), StatusCode::OK, "{path}");
+    res.json().await.unwrap()
+}
+
 async fn kill(app: &TestApp, id: &str) {
     let res = app
         .send(Method::DELETE, &format!("/v1/tasks/{id}"), &app.key)
@@ -114,11 +121,7 @@ async fn history_lists_every_accepted_change_oldest_first_and_nothing_else() {
         .await;
     assert_eq!(again.status(), StatusCode::OK);
 
-    let res = app
-        .send(Method::GET, "/v1/tasks/h1/history", &app.key)
-        .await;
-    assert_eq!(res.status(), StatusCode::OK);
-    let h: Value = res.json().await.unwrap();
+    let h = read_json(&app, "/v1/tasks/h1/history").await;
     assert_eq!(h["task_id"], "h1");
     let events = h["events"].as_array().unwrap();
     let seen: Vec<(&str, u64, &str, Value)> = events
@@ -191,26 +194,12 @@ async fn counts_by_status_and_type_for_the_tenant_only() {
         .await;
     assert_eq!(res.status(), StatusCode::CREATED);
 
-    let counts: Value = app
-        .send(Method::GET, "/v1/tasks/counts", &app.key)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let counts = read_json(&app, "/v1/tasks/counts").await;
     assert_eq!(
         counts,
         json!({"by_status": {"PENDING": 2, "CANCELED": 1}, "by_task_type": {"thumbnail": 2, "materialize": 1}})
     );
-    let counts: Value = app
-        .send(
-            Method::GET,
-            "/v1/tasks/counts?task_type=thumbnail",
-            &app.key,
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let counts = read_json(&app, "/v1/tasks/counts?task_type=thumbnail").await;
     assert_eq!(
         counts,
         json!({"by_status": {"PENDING": 1, "CANCELED": 1}, "by_task_type": {"thumbnail": 2}})

@@ -20,7 +20,7 @@ CREATE TABLE task_events (
     event_id        BIGINT NOT NULL,
     task_id         TEXT   NOT NULL,
     version         BIGINT NOT NULL,
-    type            TEXT   NOT NULL,
+    -- With the task's status after the change, this says the event's type.
     previous_status TEXT,             -- NULL for task.created
     task            JSONB  NOT NULL,  -- the task after the change, for streams
     PRIMARY KEY (org, mode, event_id)

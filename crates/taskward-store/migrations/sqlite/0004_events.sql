@@ -20,7 +20,7 @@ CREATE TABLE task_events (
     event_id        INTEGER NOT NULL,
     task_id         TEXT    NOT NULL,
     version         INTEGER NOT NULL,
-    type            TEXT    NOT NULL,
+    -- With the task's status after the change, this says the event's type.
     previous_status TEXT,              -- NULL for task.created
     task            TEXT    NOT NULL,  -- the task after the change (JSON), for streams
     PRIMARY KEY (org, mode, event_id)

@@ -123,6 +123,13 @@ pub trait DurableTier: Send + Sync + std::fmt::Debug + 'static {
     /// Every event of a task, oldest first (none for an unknown task).
     async fn history(&self, tenant: &Tenant, id: &TaskId) -> Result<Vec<StoredEvent>, StoreError>;
 
+    /// The newest event of a task (none for an unknown task).
+    async fn last_event(
+        &self,
+        tenant: &Tenant,
+        id: &TaskId,
+    ) -> Result<Option<StoredEvent>, StoreError>;
+
     /// Up to `limit` events of the tenant (or of one of its tasks) after `after`, in order. Ids
     /// become visible in the order they were given, so a reader that saw id n missed none
     /// before it.

@@ -167,11 +167,6 @@ impl TieredStore {
         self.0.changes.close();
     }
 
-    /// How many tenants have a live event follower in this process.
-    pub fn followed_tenants(&self) -> usize {
-        self.0.changes.feeds.followed_tenants()
-    }
-
     /// Whether some reads currently bypass the hot tier (an outage is being healed).
     pub fn hot_suspect(&self) -> bool {
         self.0.trust.suspect()
@@ -235,11 +230,32 @@ impl TieredStore {
         id: &TaskId,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         let events = self.durable_result(self.0.durable.history(tenant, id).await)?;
-        // Every task has its created event, except one written before the log existed.
-        if events.is_empty() && self.durable_get(tenant, id).await?.is_none() {
-            return Err(StoreError::NotFound);
+        if events.is_empty() {
+            self.require_task(tenant, id).await?;
         }
         Ok(events)
+    }
+
+    /// The newest event of a task (`None`: one written before the log existed);
+    /// [`StoreError::NotFound`] for an unknown task.
+    pub async fn last_event(
+        &self,
+        tenant: &Tenant,
+        id: &TaskId,
+    ) -> Result<Option<StoredEvent>, StoreError> {
+        let event = self.durable_result(self.0.durable.last_event(tenant, id).await)?;
+        if event.is_none() {
+            self.require_task(tenant, id).await?;
+        }
+        Ok(event)
+    }
+
+    /// A task without events is unknown, unless it was written before the log existed.
+    async fn require_task(&self, tenant: &Tenant, id: &TaskId) -> Result<(), StoreError> {
+        match self.durable_get(tenant, id).await? {
+            Some(_) => Ok(()),
+            None => Err(StoreError::NotFound),
+        }
     }
 
     /// Up to `limit` events of the tenant (or of one task) after `after`, oldest first.

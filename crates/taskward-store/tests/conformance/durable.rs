@@ -327,7 +327,7 @@ async fn every_write_appends_one_event_in_tenant_order() {
                     e.event_id.0,
                     e.task.task_id.as_str().to_owned(),
                     e.task.version,
-                    e.kind,
+                    e.kind(),
                     e.previous_status,
                 )
             })

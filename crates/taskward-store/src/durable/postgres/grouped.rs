@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde_json::value::RawValue;
 use sqlx::types::Json;
 use sqlx::PgConnection;
-use taskward_model::{EventType, Task, TaskId, TaskStatus, Tenant};
+use taskward_model::{Task, TaskId, TaskStatus, Tenant};
 
 use super::errors::classify;
 use super::group::Statement;
@@ -92,31 +92,31 @@ impl Statement for CommitGroup {
                              $6::text[], $7::bool[], $8::jsonb[], $9::jsonb[], $10::jsonb[], \
                              $11::text[], $12::timestamptz[], $13::timestamptz[], \
                              $14::timestamptz[], $15::int8[], $16::int8[], $17::timestamptz[], \
-                             $18::int8[], $19::jsonb[], $20::text[], $21::text[], $22::jsonb[]) \
+                             $18::int8[], $19::jsonb[], $20::text[], $21::jsonb[]) \
                    AS v(idx, org, mode, task_id, task_type, status, active, inputs, outputs, \
                         additional_data, description, updated_at, started_at, finished_at, \
-                        version, expected, created_at, write_id, progress, event_type, \
+                        version, expected, created_at, write_id, progress, \
                         previous_status, event_task) \
                  WHERE t.org = v.org AND t.mode = v.mode AND t.task_id = v.task_id \
                    AND ((t.version = v.expected AND t.created_at = v.created_at) \
                         OR t.write_id = v.write_id) \
-                 RETURNING v.idx, t.org, t.mode, t.task_id, t.version, v.event_type, \
-                           v.previous_status, v.event_task), \
+                 RETURNING v.idx, t.org, t.mode, t.task_id, t.version, v.previous_status, \
+                           v.event_task), \
                  per_tenant AS (SELECT org, mode, count(*) AS n FROM won GROUP BY org, mode), \
                  taken AS (INSERT INTO event_counters AS c (org, mode, last) \
                    SELECT org, mode, n FROM per_tenant ORDER BY org, mode \
                    ON CONFLICT (org, mode) DO UPDATE SET last = c.last + excluded.last \
                    RETURNING c.org, c.mode, c.last), \
                  events AS (INSERT INTO task_events \
-                   (org, mode, task_id, event_id, version, type, previous_status, task) \
+                   (org, mode, task_id, event_id, version, previous_status, task) \
                    SELECT w.org, w.mode, w.task_id, \
                      k.last - p.n + row_number() OVER (PARTITION BY w.org, w.mode ORDER BY w.idx), \
-                     w.version, w.event_type, w.previous_status, w.event_task \
+                     w.version, w.previous_status, w.event_task \
                    FROM won w JOIN taken k ON k.org = w.org AND k.mode = w.mode \
                    JOIN per_tenant p ON p.org = w.org AND p.mode = w.mode \
                    ON CONFLICT (org, mode, task_id, version) DO NOTHING) \
                  SELECT won.idx FROM won, \
-                   pg_notify($23, won.org || ' ' || won.mode || ' ' || won.task_id || ' ' || won.version) AS n",
+                   pg_notify($22, won.org || ' ' || won.mode || ' ' || won.task_id || ' ' || won.version) AS n",
             )
             .bind((0..group.len() as i32).collect::<Vec<i32>>())
             .bind(col(|r| r.tenant.org.as_str()))
@@ -137,12 +137,6 @@ impl Statement for CommitGroup {
             .bind(group.iter().map(|r| r.task.created_at).collect::<Vec<_>>())
             .bind(group.iter().map(|r| r.write.0).collect::<Vec<_>>())
             .bind(docs(group, |t| &t.progress)?)
-            .bind(
-                group
-                    .iter()
-                    .map(|r| EventType::of_change(Some(r.previous), r.task.status).as_str())
-                    .collect::<Vec<_>>(),
-            )
             .bind(col(|r| r.previous.as_str()))
             .bind(
                 group

@@ -4,8 +4,7 @@
 
 use serde_json::value::RawValue;
 use taskward_model::{
-    EventId, EventType, KeyRecord, Mode, OrgId, Scopes, StoredEvent, Task, TaskId, TaskStatus,
-    Tenant,
+    EventId, KeyRecord, Mode, OrgId, Scopes, StoredEvent, Task, TaskId, TaskStatus, Tenant,
 };
 
 use super::driver::RowView;
@@ -95,23 +94,20 @@ pub(crate) fn pending_of(row: &impl RowView) -> Result<PendingInvalidation, Stor
 /// The columns an event is read from, in [`event_of`] order.
 macro_rules! event_columns {
     () => {
-        "event_id, type, previous_status, task"
+        "event_id, previous_status, task"
     };
 }
 pub(crate) use event_columns;
 
 /// An event from a row selected with [`event_columns!`].
 pub(crate) fn event_of(row: &impl RowView) -> Result<StoredEvent, StoreError> {
-    let kind = row.text(1)?;
     let status =
         |s: String| TaskStatus::parse(&s).ok_or_else(|| bad(format!("bad stored status {s:?}")));
     Ok(StoredEvent {
         event_id: EventId(version_of(row.int(0)?)?),
-        kind: EventType::parse(&kind)
-            .ok_or_else(|| bad(format!("bad stored event type {kind:?}")))?,
-        previous_status: row.opt_text(2)?.map(status).transpose()?,
+        previous_status: row.opt_text(1)?.map(status).transpose()?,
         task: row
-            .doc(3)?
+            .doc(2)?
             .ok_or_else(|| bad("an event without its task"))?,
     })
 }

@@ -341,6 +341,18 @@ impl<B: Backend> DurableTier for SqlDurable<B> {
         rows.iter().map(codec::event_of).collect()
     }
 
+    async fn last_event(
+        &self,
+        tenant: &Tenant,
+        id: &TaskId,
+    ) -> Result<Option<StoredEvent>, StoreError> {
+        let rows = self
+            .backend
+            .fetch(&statements::last_task_event(self.dialect(), tenant, id))
+            .await?;
+        rows.first().map(codec::event_of).transpose()
+    }
+
     async fn events_after(
         &self,
         tenant: &Tenant,

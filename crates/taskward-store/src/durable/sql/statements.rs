@@ -6,7 +6,7 @@
 //! what really differs between the databases stays in the back-ends.
 
 use chrono::{DateTime, Utc};
-use taskward_model::{EventId, EventType, KeyRecord, Task, TaskId, TaskStatus, Tenant};
+use taskward_model::{EventId, KeyRecord, Task, TaskId, TaskStatus, Tenant};
 
 use super::codec::{
     doc, event_columns, key_columns, stored_int, task_columns, task_fields, task_key,
@@ -139,8 +139,8 @@ pub(crate) fn take_event_id(d: Dialect, tenant: &Tenant) -> Sql {
 
 // One event per task version: a statement run again adds nothing.
 static INSERT_EVENT: Stmt = Stmt::new(
-    "INSERT INTO task_events (org, mode, task_id, event_id, version, type, previous_status, task) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+    "INSERT INTO task_events (org, mode, task_id, event_id, version, previous_status, task) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7) \
      ON CONFLICT (org, mode, task_id, version) DO NOTHING",
 );
 
@@ -156,11 +156,6 @@ pub(crate) fn insert_event(
     args.extend([
         Arg::Int(event_id),
         Arg::Int(stored_int(task.version)),
-        Arg::Text(
-            EventType::of_change(previous, task.status)
-                .as_str()
-                .to_owned(),
-        ),
         Arg::OptText(previous.map(|s| s.as_str().to_owned())),
         Arg::Doc(doc(&Some(task))?),
     ]);
@@ -176,6 +171,18 @@ static HISTORY: Stmt = Stmt::new(concat!(
 /// Every event of a task, oldest first.
 pub(crate) fn history(d: Dialect, tenant: &Tenant, id: &TaskId) -> Sql {
     Sql::fixed(d, &HISTORY, task_key(tenant, id).into())
+}
+
+static LAST_TASK_EVENT: Stmt = Stmt::new(concat!(
+    "SELECT ",
+    event_columns!(),
+    " FROM task_events WHERE org = $1 AND mode = $2 AND task_id = $3 \
+     ORDER BY version DESC LIMIT 1"
+));
+
+/// The newest event of a task.
+pub(crate) fn last_task_event(d: Dialect, tenant: &Tenant, id: &TaskId) -> Sql {
+    Sql::fixed(d, &LAST_TASK_EVENT, task_key(tenant, id).into())
 }
 
 static EVENTS_AFTER: Stmt = Stmt::new(concat!(
@@ -374,6 +381,7 @@ mod tests {
             &TAKE_EVENT_IDS,
             &INSERT_EVENT,
             &HISTORY,
+            &LAST_TASK_EVENT,
             &EVENTS_AFTER,
             &TASK_EVENTS_AFTER,
             &LAST_EVENT_ID,
