@@ -10,6 +10,8 @@
 //!   they are also correct (just slower, polling every [`ClientBuilder::min_poll_interval`])
 //!   against a server that ignores `wait`.
 //! - [`Client::update_if`] and [`Client::update_with`]: compare-and-set for producers.
+//! - [`Client::history`], [`Client::counts`], and event streams ([`Client::task_events`],
+//!   [`Client::tenant_events`]) that resume by themselves after a dropped connection.
 //!
 //! It does not retry on its own, except where retrying is the point (`update_with` on a lost
 //! race, the long-poll loops). It speaks plain HTTP only (no TLS stack is built in).
@@ -52,6 +54,7 @@
 //! ```
 
 mod error;
+mod events;
 
 use std::future::Future;
 use std::time::Duration;
@@ -63,8 +66,12 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 pub use error::Error;
+pub use events::{EventFilter, EventStream, StreamEvent};
 pub use taskward_model::list::{ListResponse, ListTasksBody, OneOrMany, Pagination, SortSpec};
-pub use taskward_model::{CreateTask, ErrorBody, TaskId, TaskResponse, TaskStatus, UpdateTask};
+pub use taskward_model::{
+    Counts, CreateTask, ErrorBody, EventId, EventType, History, Progress, TaskEvent, TaskId,
+    TaskResponse, TaskStatus, UpdateTask,
+};
 
 /// Shorthand for this crate's results.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -461,3 +461,82 @@ async fn wait_until_done_also_works_against_a_server_that_answers_at_once() {
     producer.await.unwrap();
     app.stop().await;
 }
+
+#[tokio::test]
+async fn history_counts_and_event_streams_that_resume_by_themselves() {
+    // A small lag limit and large events: a stream whose reader pauses is ended by the server.
+    let app = TestApp::spawn_with(Shape::Embedded, |s| s.events.stream_lag_limit = 8).await;
+    let c = client(&app);
+    let big = "x".repeat(128 * 1024);
+    c.create(&new_task("e1", "PENDING", json!({"description": big})))
+        .await
+        .unwrap();
+    let mut tenant = c.tenant_events(&taskward_client::EventFilter::default(), None);
+    let mut one = c
+        .task_events("e1", Some(taskward_client::EventId(0)))
+        .unwrap();
+    let first = one.next().await.unwrap().unwrap();
+    assert_eq!(first.kind, taskward_client::EventType::Created);
+    assert_eq!(first.task.task_id.as_str(), "e1");
+
+    // The tenant stream connects on its first call; give it one event to see it is live.
+    let first_live = tokio::spawn(async move {
+        let e = tenant.next().await.unwrap().unwrap();
+        (tenant, e)
+    });
+    let mut sent = 0;
+    while !first_live.is_finished() {
+        sent += 1;
+        c.update("e1", &patch(json!({"additional_data": {"n": sent}})), None)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (mut tenant, e) = first_live.await.unwrap();
+    let mut seen = vec![e.task.version];
+    // The reader now pauses while 200 more changes are made: the server ends its stream; the
+    // client reconnects from the last event it returned and misses nothing.
+    for i in 0..200 {
+        c.update("e1", &patch(json!({"additional_data": {"m": i}})), None)
+            .await
+            .unwrap();
+    }
+    let last_version = c.get("e1").await.unwrap().version;
+    while *seen.last().unwrap() < last_version {
+        let e = tokio::time::timeout(Duration::from_secs(10), tenant.next())
+            .await
+            .expect("resumed")
+            .unwrap()
+            .unwrap();
+        seen.push(e.task.version);
+    }
+    let expected: Vec<u64> = (seen[0]..=last_version).collect();
+    assert_eq!(
+        seen, expected,
+        "every version once, in order, across the reconnects"
+    );
+
+    c.update("e1", &patch(json!({"status": "COMPLETED"})), None)
+        .await
+        .unwrap();
+    let mut kinds = Vec::new();
+    while let Some(e) = one.next().await.unwrap() {
+        kinds.push(e.kind);
+    }
+    assert_eq!(kinds.last(), Some(&taskward_client::EventType::Completed));
+    assert_eq!(
+        kinds.len() as u64,
+        last_version,
+        "every update, then the end"
+    );
+
+    let history = c.history("e1").await.unwrap();
+    assert_eq!(history.events.len() as u64, last_version + 1);
+    assert_eq!(history.events[0].kind, taskward_client::EventType::Created);
+    let counts = c.counts(Some("thumbnail")).await.unwrap();
+    assert_eq!(counts.by_status.get("COMPLETED"), Some(&1));
+    match c.history("nope").await {
+        Err(Error::Api { status: 404, .. }) => {}
+        other => panic!("expected 404, got {other:?}"),
+    }
+}

@@ -90,7 +90,6 @@ pub struct EventId(pub u64);
 impl EventId {
     /// Parses an id as `Last-Event-ID` or `?after=` carries it.
     pub fn parse(field: &str, s: &str) -> Result<Self, Invalid> {
-        let s = s.trim();
         if s.is_empty() || s.len() > 20 || !s.bytes().all(|b| b.is_ascii_digit()) {
             return Err(Invalid::new(
                 field,

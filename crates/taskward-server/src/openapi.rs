@@ -18,12 +18,13 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::OpenApi as Document;
 use utoipa::{Modify, OpenApi};
 
-use crate::api::{health, tasks};
+use crate::api::{events, health, tasks};
 #[cfg(test)]
 use crate::router::RESERVED_TASK_IDS;
 use requests::{
-    create_schema, filter_schemas, if_match_parameter, if_none_match_parameter, list_body_schema,
-    paging_parameter, task_id_parameter, update_schema, wait_parameter,
+    create_schema, event_stream_parameters, filter_schemas, if_match_parameter,
+    if_none_match_parameter, list_body_schema, paging_parameter, task_id_parameter,
+    task_type_parameter, update_schema, wait_parameter,
 };
 
 #[derive(OpenApi)]
@@ -32,6 +33,7 @@ use requests::{
     paths(
         tasks::get_task, tasks::list_active_tasks, tasks::list_tasks, tasks::kill_task,
         tasks::kill_task_post, tasks::create_task, tasks::update_task,
+        events::history, events::counts, events::task_events, events::tenant_events,
         health::healthz, health::readyz, health::openapi_json,
     ),
     modifiers(&BearerAuth),
@@ -140,6 +142,15 @@ fn error_examples(status: &str) -> Option<Value> {
             "body_too_large",
             "request body exceeds 1048576 bytes",
         ),
+        "406" => with_details(
+            error_example(
+                406,
+                "not_acceptable",
+                "not_acceptable",
+                "this endpoint answers only text/event-stream; send Accept: text/event-stream (or no Accept)",
+            ),
+            json!({"accepted": ["text/event-stream"]}),
+        ),
         "415" => error_example(
             415,
             "unsupported_media_type",
@@ -215,7 +226,7 @@ fn refine(doc: &mut Value, task_types: &TaskTypes) {
             continue;
         };
         for op in item.values_mut() {
-            refine_operation(path, op);
+            refine_operation(path, op, task_types);
         }
     }
     paths.insert("/metrics".into(), metrics_path());
@@ -237,7 +248,7 @@ fn metrics_path() -> Value {
     }})
 }
 
-fn refine_operation(path: &str, op: &mut Value) {
+fn refine_operation(path: &str, op: &mut Value, task_types: &TaskTypes) {
     let op_id = op["operationId"].as_str().unwrap_or_default().to_owned();
     let secured = op.get("security").is_some();
     let mut params = Vec::new();
@@ -251,6 +262,9 @@ fn refine_operation(path: &str, op: &mut Value) {
         }
         "update_task" => params.push(if_match_parameter()),
         "list_active_tasks" | "list_tasks" => params.push(paging_parameter()),
+        "counts" => params.push(task_type_parameter(task_types)),
+        "task_events" => params.extend(event_stream_parameters(task_types, false)),
+        "tenant_events" => params.extend(event_stream_parameters(task_types, true)),
         _ => {}
     }
     if !params.is_empty() || op.get("parameters").is_some() {
@@ -310,6 +324,7 @@ fn refine_operation(path: &str, op: &mut Value) {
                     "401" => "Missing, malformed, unknown or revoked API key",
                     "403" => "The key lacks the scope this operation needs",
                     "404" => "Unknown (or another tenant's) task",
+                    "406" => "Accept rules out text/event-stream",
                     "408" => "The request body did not arrive in time",
                     "409" => "Conflict",
                     "412" => "If-Match names another version",
@@ -387,6 +402,10 @@ mod tests {
             "/v1/tasks/list",
             "/v1/tasks/{task_id}",
             "/v1/tasks/{task_id}/kill",
+            "/v1/tasks/{task_id}/history",
+            "/v1/tasks/{task_id}/events",
+            "/v1/tasks/counts",
+            "/v1/events",
             "/healthz",
             "/readyz",
             "/metrics",

@@ -185,12 +185,16 @@ impl Default for AuthSettings {
 pub struct EventSettings {
     /// Seconds without progress after which a task that has not ended is `stalled`.
     pub stall_after_seconds: u64,
+    /// Events a stream's client may fall behind (not reading) before the stream is ended; the
+    /// client resumes with `Last-Event-ID`. Bounds what the server holds per tenant.
+    pub stream_lag_limit: usize,
 }
 
 impl Default for EventSettings {
     fn default() -> Self {
         EventSettings {
             stall_after_seconds: 300,
+            stream_lag_limit: 1024,
         }
     }
 }

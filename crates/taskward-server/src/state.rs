@@ -49,6 +49,9 @@ impl AppState {
     pub fn new(settings: Settings, storage: Storage) -> anyhow::Result<Self> {
         let task_types = TaskTypes::new(&settings.task_types)?;
         taskward_model::progress::set_stall_after_seconds(settings.events.stall_after_seconds);
+        storage
+            .tasks
+            .set_stream_lag_limit(settings.events.stream_lag_limit);
         let metrics = crate::metrics::Metrics::new(storage.tasks.clone());
         let openapi = serde_json::to_vec(&crate::openapi::document(&task_types))?.into();
         Ok(AppState(Arc::new(Shared {

@@ -13,6 +13,7 @@
 //! bound. Each event is rendered for the wire once, by whichever stream sends it first.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
@@ -25,7 +26,8 @@ use tokio_util::task::TaskTracker;
 use crate::durable::DurableTier;
 use crate::StoreError;
 
-/// How many events a listener may fall behind before its stream is ended.
+/// How many events a listener may fall behind before its stream is ended, unless set otherwise
+/// ([`Feeds::set_lag_limit`]).
 pub const FEED_CAPACITY: usize = 1024;
 
 /// A follower reads the log at least this often even without a notification.
@@ -68,6 +70,8 @@ struct Feed {
 #[derive(Debug, Default)]
 pub struct Feeds {
     feeds: Mutex<HashMap<String, Arc<Feed>>>,
+    /// The ring's size for feeds started from now on (0: [`FEED_CAPACITY`]).
+    lag_limit: AtomicUsize,
     followers: TaskTracker,
     closed: CancellationToken,
 }
@@ -78,6 +82,11 @@ fn tenant_key(tenant: &Tenant) -> String {
 }
 
 impl Feeds {
+    /// How many events a stream may fall behind before it is ended (feeds started later).
+    pub fn set_lag_limit(&self, events: usize) {
+        self.lag_limit.store(events.max(1), Ordering::Relaxed);
+    }
+
     fn feeds(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Feed>>> {
         self.feeds.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -146,7 +155,11 @@ impl Feeds {
         tenant: Tenant,
         key: String,
     ) -> Arc<Feed> {
-        let (sender, _) = broadcast::channel(FEED_CAPACITY);
+        let capacity = match self.lag_limit.load(Ordering::Relaxed) {
+            0 => FEED_CAPACITY,
+            n => n,
+        };
+        let (sender, _) = broadcast::channel(capacity);
         let (started_tx, started) = watch::channel(None);
         let feed = Arc::new(Feed {
             sender,
@@ -250,7 +263,7 @@ pub struct Listener {
 /// Why a listener gets no more events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum ListenError {
-    /// It fell more than [`FEED_CAPACITY`] events behind.
+    /// It fell more events behind than the lag limit.
     #[error("the listener fell too far behind")]
     Lagged,
     /// The server is shutting down.

@@ -250,11 +250,6 @@ pub async fn task_events(
 /// one of `status` / `task_type`.
 #[utoipa::path(
     get, path = "/v1/events", tag = "events",
-    params(
-        ("status" = Option<Vec<String>>, Query, description = "Only events whose status after the change is one of these (repeatable)"),
-        ("task_type" = Option<Vec<String>>, Query, description = "Only events of tasks of these types (repeatable)"),
-        ("after" = Option<String>, Query, description = "Replay events after this id first (the `Last-Event-ID` header wins)"),
-    ),
     responses(
         (status = 200, description = "A `text/event-stream` of the tenant's events", content_type = "text/event-stream"),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),

@@ -367,6 +367,56 @@ pub(super) fn wait_parameter() -> Value {
     })
 }
 
+/// An optional `task_type` query parameter: one of this server's registered types.
+pub(super) fn task_type_parameter(task_types: &TaskTypes) -> Value {
+    json!({
+        "name": "task_type",
+        "in": "query",
+        "required": false,
+        "description": "Only tasks of this type.",
+        "schema": {"type": "string", "enum": task_types.names()}
+    })
+}
+
+/// What an event id looks like where a client sends one back: decimal digits (ids as streams
+/// and history send them are zero-padded to 16).
+fn event_id_schema() -> Value {
+    json!({"type": "string", "pattern": "^[0-9]{1,18}$", "examples": ["0000000000000042"]})
+}
+
+/// The parameters of an event stream: the resume point (query or header) and, for the tenant's
+/// stream, the repeatable filters.
+pub(super) fn event_stream_parameters(task_types: &TaskTypes, tenant: bool) -> Vec<Value> {
+    let mut params = vec![
+        json!({"name": "after", "in": "query", "required": false, "schema": event_id_schema(),
+            "description": "Replay the events after this id from the log before going live."}),
+        json!({"name": "Last-Event-ID", "in": "header", "required": false, "schema": event_id_schema(),
+            "description": "As `after` (wins over it), as EventSource sends it when it reconnects."}),
+    ];
+    if tenant {
+        let statuses: Vec<&str> = TaskStatus::ALL.iter().map(|s| s.as_str()).collect();
+        for (name, values, what) in [
+            (
+                "status",
+                json!(statuses),
+                "Only events whose status after the change is one of these.",
+            ),
+            (
+                "task_type",
+                json!(task_types.names()),
+                "Only events of tasks of these types.",
+            ),
+        ] {
+            params.push(
+                json!({"name": name, "in": "query", "required": false, "style": "form",
+                "explode": true, "description": what,
+                "schema": {"type": "array", "items": {"type": "string", "enum": values}}}),
+            );
+        }
+    }
+    params
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

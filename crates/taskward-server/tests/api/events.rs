@@ -7,7 +7,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use taskward_model::Mode;
 
-use crate::support::{assert_error, spawn_app, TestApp};
+use crate::support::{assert_error, spawn_app, spawn_app_with, TestApp};
 
 /// One message of an event stream.
 #[derive(Debug, Clone)]
@@ -534,4 +534,40 @@ async fn a_change_through_one_instance_reaches_a_stream_on_another() {
     );
     b.stop().await;
     a.stop().await;
+}
+
+#[tokio::test]
+async fn a_stream_whose_client_stops_reading_is_ended_not_buffered() {
+    let app = spawn_app_with(|s| s.events.stream_lag_limit = 16).await;
+    // Large events fill the socket buffers quickly, so the server's side of the stream must
+    // fall behind rather than the kernel absorbing it all.
+    let big = "x".repeat(64 * 1024);
+    app.create_ok(json!({"task_id": "big", "task_type": "thumbnail", "description": big}))
+        .await;
+    let mut stalled = Stream::open(&app, "/v1/events", &app.key, None).await;
+    let writes = 300;
+    for i in 0..writes {
+        patch_ok(&app, "big", json!({"additional_data": {"n": i}})).await;
+    }
+    // Another stream of the tenant still works.
+    let mut fresh = Stream::open(&app, "/v1/events", &app.key, None).await;
+    patch_ok(&app, "big", json!({"additional_data": {"n": "last"}})).await;
+    let m = fresh.next().await.expect("a live stream is unaffected");
+    assert_eq!(m.data["additional_data"]["n"], "last");
+
+    // The stalled client reads again: what was in flight, then the end, well before the last
+    // write.
+    let mut received = 0;
+    while let Some(m) = stalled.next().await {
+        received += 1;
+        assert!(
+            m.data["additional_data"]["n"] != "last",
+            "ended before the last write"
+        );
+    }
+    assert!(
+        received < writes,
+        "the stream ended after {received} events"
+    );
+    app.stop().await;
 }

@@ -274,6 +274,12 @@ impl TieredStore {
         )
     }
 
+    /// How many events a stream may fall behind before it is ended (default
+    /// [`crate::FEED_CAPACITY`]).
+    pub fn set_stream_lag_limit(&self, events: usize) {
+        self.0.changes.feeds.set_lag_limit(events);
+    }
+
     /// Starts listening to the tenant's live events (see [`crate::feeds::Feeds`]).
     pub async fn listen(&self, tenant: &Tenant) -> Result<Listener, StoreError> {
         self.0.changes.feeds.listen(&self.0.durable, tenant).await

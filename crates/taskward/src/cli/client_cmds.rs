@@ -160,6 +160,20 @@ pub struct WatchArgs {
     /// Give up after this many seconds (exit 6).
     #[arg(long, value_name = "SECONDS")]
     timeout: Option<f64>,
+    /// One JSON line per state of the task instead of the live line or plain lines.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    #[command(flatten)]
+    pub(super) conn: ClientArgs,
+    /// The task's id.
+    task_id: String,
+    /// Print the history's JSON instead of the table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -298,13 +312,54 @@ pub async fn update(a: &UpdateArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `taskward history`: every change of a task, oldest first, as a table (or its JSON).
+pub async fn history(a: &HistoryArgs) -> anyhow::Result<ExitCode> {
+    let history = a.conn.client()?.history(&a.task_id).await?;
+    let mut out = std::io::stdout().lock();
+    if a.json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&history)?)?;
+    } else {
+        let colour = render::colour_for(out.is_terminal());
+        write!(out, "{}", render::history_table(&history.events, colour))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The states of a task from now on: the current one, then one per change as the task's event
+/// stream reports it, until it ends.
+struct Changes {
+    stream: taskward_client::EventStream,
+    current: Option<TaskResponse>,
+}
+
+impl Changes {
+    async fn follow(client: &Client, task_id: &str) -> anyhow::Result<Self> {
+        let mut stream = client.task_events(task_id, None)?;
+        // Listening before reading the task: no change can fall between the two.
+        stream.connect().await?;
+        let current = client.get(task_id).await?;
+        Ok(Changes {
+            stream,
+            current: Some(current),
+        })
+    }
+
+    async fn next(&mut self) -> anyhow::Result<Option<TaskResponse>> {
+        if let Some(t) = self.current.take() {
+            return Ok(Some(t));
+        }
+        Ok(self.stream.next().await?.map(|e| e.task))
+    }
+}
+
 /// `taskward watch`: a live line on a terminal, one tab-separated line per change when piped
-/// (`task_id  status  version  elapsed  progress`).
+/// (`task_id  status  version  elapsed  progress`), or JSON lines with `--json`.
 pub async fn watch(a: &WatchArgs) -> anyhow::Result<ExitCode> {
     let client = a.conn.client()?;
     let deadline = seconds(a.timeout)?.and_then(|d| tokio::time::Instant::now().checked_add(d));
-    let mut watch = client.watch(&a.task_id)?;
-    let live = render::stdout_is_tty();
+    let mut watch = Changes::follow(&client, &a.task_id).await?;
+    let mut shown = 0;
+    let live = !a.json && render::stdout_is_tty();
     let colour = render::colour_for(live);
     let mut bar: Option<ProgressBar> = None;
     loop {
@@ -322,6 +377,8 @@ pub async fn watch(a: &WatchArgs) -> anyhow::Result<ExitCode> {
             None => watch.next().await,
         };
         let task = match next {
+            // A change the first read already showed.
+            Ok(Some(t)) if t.version <= shown => continue,
             Ok(Some(t)) => t,
             // Only after a terminal state, which ends the loop below.
             Ok(None) => return Ok(ExitCode::SUCCESS),
@@ -329,10 +386,17 @@ pub async fn watch(a: &WatchArgs) -> anyhow::Result<ExitCode> {
                 if let Some(b) = &bar {
                     b.abandon();
                 }
-                return Err(e.into());
+                return Err(e);
             }
         };
-        if live {
+        shown = task.version;
+        if a.json {
+            writeln!(
+                std::io::stdout().lock(),
+                "{}",
+                serde_json::to_string(&task)?
+            )?;
+        } else if live {
             let b = bar.get_or_insert_with(|| live_bar(&task));
             show_live(b, &task, colour);
         } else {

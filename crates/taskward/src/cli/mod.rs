@@ -40,6 +40,8 @@ enum Command {
     /// Follow a task until it ends: exit 0 COMPLETED, 3 FAILED, 4 CANCELED,
     /// 5 COMPLETED_WITH_ERRORS, 6 timed out, 1 error.
     Watch(client_cmds::WatchArgs),
+    /// Show every change of a task, oldest first.
+    History(client_cmds::HistoryArgs),
     /// Record a task (producers); prints its id.
     Create(client_cmds::CreateArgs),
     /// Update a task (producers), optionally only at a given version (--if-match).
@@ -81,6 +83,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::List(a) => a.conn.explain(client_cmds::list(&a).await),
         Command::Kill(a) => a.conn.explain(client_cmds::kill(&a).await),
         Command::Watch(a) => a.conn.explain(client_cmds::watch(&a).await),
+        Command::History(a) => a.conn.explain(client_cmds::history(&a).await),
         Command::Create(a) => a.conn.explain(client_cmds::create(&a).await),
         Command::Update(a) => a.conn.explain(client_cmds::update(&a).await),
     }

@@ -8,7 +8,7 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 use serde_json::Value;
-use taskward_client::{TaskResponse, TaskStatus};
+use taskward_client::{TaskEvent, TaskResponse, TaskStatus};
 
 /// Whether to paint output written to a stream that `is_tty` describes.
 pub fn colour_for(is_tty: bool) -> bool {
@@ -151,6 +151,15 @@ pub fn task_view(t: &TaskResponse, colour: bool) -> String {
 /// Rows of plain text as columns aligned with two spaces, each as wide as its widest cell
 /// (an organisation id may be 64 characters: fixed widths would not line up).
 pub fn aligned<const N: usize>(rows: &[[String; N]]) -> String {
+    aligned_painted(rows, |_, _, cell| cell.to_owned())
+}
+
+/// [`aligned`], each cell shown as `paint(row, column, cell)` gives it (colour): padding is
+/// computed on the plain text, so colour never shifts a column.
+fn aligned_painted<const N: usize>(
+    rows: &[[String; N]],
+    paint: impl Fn(usize, usize, &str) -> String,
+) -> String {
     let mut width = [0usize; N];
     for r in rows {
         for (w, cell) in width.iter_mut().zip(r) {
@@ -158,9 +167,9 @@ pub fn aligned<const N: usize>(rows: &[[String; N]]) -> String {
         }
     }
     let mut out = String::new();
-    for r in rows {
+    for (row, r) in rows.iter().enumerate() {
         for (i, cell) in r.iter().enumerate() {
-            out.push_str(cell);
+            out.push_str(&paint(row, i, cell));
             if i + 1 < N {
                 let pad = width[i] - cell.chars().count();
                 out.push_str(&" ".repeat(pad + 2));
@@ -171,8 +180,22 @@ pub fn aligned<const N: usize>(rows: &[[String; N]]) -> String {
     out
 }
 
-/// Tasks as a table: a header line, one line per task, columns aligned with spaces (padding
-/// is computed on the plain text, so colour never shifts a column).
+/// A header and rows, the column `status_col` painted by each row's status.
+fn status_table<const N: usize>(
+    header: [&str; N],
+    rows: impl Iterator<Item = ([String; N], TaskStatus)>,
+    status_col: usize,
+    colour: bool,
+) -> String {
+    let (mut cells, statuses): (Vec<[String; N]>, Vec<TaskStatus>) = rows.unzip();
+    cells.insert(0, header.map(str::to_owned));
+    aligned_painted(&cells, |row, col, cell| match row.checked_sub(1) {
+        Some(r) if col == status_col => paint_status(statuses[r], cell, colour),
+        _ => cell.to_owned(),
+    })
+}
+
+/// Tasks as a table: a header line, one line per task, columns aligned with spaces.
 pub fn table(tasks: &[TaskResponse], colour: bool) -> String {
     let header = [
         "TASK_ID",
@@ -182,46 +205,39 @@ pub fn table(tasks: &[TaskResponse], colour: bool) -> String {
         "VERSION",
         "UPDATED_AT",
     ];
-    let rows: Vec<[String; 6]> = tasks
-        .iter()
-        .map(|t| {
-            [
-                t.task_id.to_string(),
-                t.task_type.clone(),
-                t.status.as_str().to_owned(),
-                Progress::of(t)
-                    .map(|p| p.text())
-                    .unwrap_or_else(|| "-".into()),
-                t.version.to_string(),
-                taskward_model::time::format(&t.updated_at),
-            ]
-        })
-        .collect();
-    let mut width = header.map(str::len);
-    for r in &rows {
-        for (w, cell) in width.iter_mut().zip(r) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let line = |cells: [String; 6], status: Option<TaskStatus>| {
-        let mut out = String::new();
-        for (i, cell) in cells.iter().enumerate() {
-            let pad = width[i].saturating_sub(cell.chars().count());
-            let shown = match (i, status) {
-                (2, Some(s)) => paint_status(s, cell, colour),
-                _ => cell.clone(),
-            };
-            out.push_str(&shown);
-            if i + 1 < cells.len() {
-                out.push_str(&" ".repeat(pad + 2));
-            }
-        }
-        out.push('\n');
-        out
-    };
-    let mut out = line(header.map(str::to_owned), None);
-    for (r, t) in rows.into_iter().zip(tasks) {
-        out.push_str(&line(r, Some(t.status)));
-    }
-    out
+    let rows = tasks.iter().map(|t| {
+        let cells = [
+            t.task_id.to_string(),
+            t.task_type.clone(),
+            t.status.as_str().to_owned(),
+            Progress::of(t)
+                .map(|p| p.text())
+                .unwrap_or_else(|| "-".into()),
+            t.version.to_string(),
+            taskward_model::time::format(&t.updated_at),
+        ];
+        (cells, t.status)
+    });
+    status_table(header, rows, 2, colour)
+}
+
+/// A task's history as a table, oldest first.
+pub fn history_table(events: &[TaskEvent], colour: bool) -> String {
+    let header = ["EVENT_ID", "AT", "TYPE", "STATUS", "VERSION", "PROGRESS"];
+    let rows = events.iter().map(|e| {
+        let progress = e.progress.map(|p| {
+            let (done, total) = (p.completed + p.failed, p.total);
+            format!("{done}/{total} ({:.0}%)", p.percent)
+        });
+        let cells = [
+            e.event_id.to_string(),
+            taskward_model::time::format(&e.at),
+            e.kind.to_string(),
+            e.status.as_str().to_owned(),
+            e.version.to_string(),
+            progress.unwrap_or_else(|| "-".into()),
+        ];
+        (cells, e.status)
+    });
+    status_table(header, rows, 3, colour)
 }

@@ -718,3 +718,69 @@ async fn no_color_turns_colour_off_even_on_a_terminal() {
     assert!(!pty.coloured("FAILED"), "{}", pty.contents());
     app.stop().await;
 }
+
+#[tokio::test]
+async fn history_prints_every_change_and_watch_json_prints_json_lines() {
+    let app = App::start().await;
+    app.create("hi", "PENDING", json!({})).await;
+    app.update(
+        "hi",
+        json!({"status": "PROCESSING", "additional_data": {"progress": {"completed": 1, "total": 4}}}),
+    )
+    .await;
+
+    let child = spawn_piped(app.cmd(&["watch", "hi", "--json"]));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.update(
+        "hi",
+        json!({"additional_data": {"progress": {"completed": 2}}}),
+    )
+    .await;
+    app.update("hi", json!({"status": "COMPLETED"})).await;
+    let out = finish(child).await.expect(0).stdout();
+    let states: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON document per line"))
+        .collect();
+    let versions: Vec<u64> = states
+        .iter()
+        .map(|t| t["version"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        versions,
+        [2, 3, 4],
+        "the current state, then each change once: {out}"
+    );
+    assert_eq!(states[1]["progress"]["percent"], 50.0);
+    assert_eq!(states[2]["status"], "COMPLETED");
+
+    let out = app.run(&["history", "hi"]).await.expect(0).stdout();
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with("EVENT_ID"), "{out}");
+    let types: Vec<&str> = lines[1..]
+        .iter()
+        .map(|l| l.split_whitespace().nth(2).unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "task.created",
+            "task.updated",
+            "task.updated",
+            "task.completed"
+        ],
+        "{out}"
+    );
+    assert!(lines[2].contains("1/4 (25%)"), "{out}");
+    let json: Value = serde_json::from_str(
+        &app.run(&["history", "hi", "--json"])
+            .await
+            .expect(0)
+            .stdout(),
+    )
+    .unwrap();
+    assert_eq!(json["events"].as_array().unwrap().len(), 4);
+    let err = app.run(&["history", "nope"]).await.expect(1);
+    assert!(err.stderr().contains("not found"), "{}", err.stderr());
+    app.stop().await;
+}
