@@ -14,40 +14,8 @@ use anyhow::{bail, Context};
 use serde_json::json;
 use tokio::sync::mpsc;
 
-fn env(name: &str) -> anyhow::Result<String> {
-    std::env::var(name).with_context(|| format!("{name} is not set"))
-}
-
-fn env_num(name: &str, default: u64) -> anyhow::Result<u64> {
-    match std::env::var(name) {
-        Ok(v) => v.parse().with_context(|| format!("{name}={v}")),
-        Err(_) => Ok(default),
-    }
-}
-
-/// (resident set in KiB, CPU time of user + system) of a process.
-fn usage(pid: &str) -> anyhow::Result<(u64, Duration)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let rss = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .context("VmRSS")?;
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .context("stat")?
-        .1
-        .split_whitespace()
-        .collect();
-    let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
-    Ok((rss, Duration::from_millis(ticks * 10)))
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
-}
+mod common;
+use common::{env, env_num, percentile, usage};
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3

@@ -13,37 +13,8 @@ use anyhow::{bail, Context};
 use serde_json::json;
 use tokio::sync::mpsc;
 
-fn env(name: &str) -> anyhow::Result<String> {
-    std::env::var(name).with_context(|| format!("{name} is not set"))
-}
-
-fn env_num(name: &str, default: u64) -> anyhow::Result<u64> {
-    match std::env::var(name) {
-        Ok(v) => v.parse().with_context(|| format!("{name}={v}")),
-        Err(_) => Ok(default),
-    }
-}
-
-/// (resident set in KiB, CPU time of user + system) of a process.
-fn usage(pid: &str) -> anyhow::Result<(u64, Duration)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let rss = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .context("VmRSS")?;
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the command name (which may hold spaces) start at field 3.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .context("stat")?
-        .1
-        .split_whitespace()
-        .collect();
-    let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
-    // The kernel reports in clock ticks; 100 per second on Linux x86_64.
-    Ok((rss, Duration::from_millis(ticks * 10)))
-}
+mod common;
+use common::{env, env_num, percentile, usage};
 
 async fn long_poll_tasks(client: &reqwest::Client, url: &str) -> anyhow::Result<u64> {
     let text = client
@@ -56,11 +27,6 @@ async fn long_poll_tasks(client: &reqwest::Client, url: &str) -> anyhow::Result<
         .find_map(|l| l.strip_prefix("taskward_long_poll_tasks "))
         .and_then(|v| v.trim().parse().ok())
         .context("taskward_long_poll_tasks missing from /metrics")
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
 }
 
 #[tokio::main]
