@@ -18,6 +18,10 @@
 # - the event streams (`task_events`, `tenant_events`) are left out: a stream stays open until
 #   its task ends, so every generated request would wait out Schemathesis's timeout. Their
 #   parameters are checked by the API tests (tests/api/events.rs).
+# - `create_webhook` is left out: whether a URL is accepted depends on what its host resolves
+#   to at that moment (public addresses only), which no schema can state, so schema-valid URLs
+#   are refused. Its bad input is checked by tests/api/webhooks.rs; the other webhook
+#   operations run here (unknown ids answer 404).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -70,6 +74,7 @@ SCHEMATHESIS_HOOKS=schemathesis_hooks PYTHONPATH=ci \
     --header "Authorization: Bearer $key" \
     --checks all --exclude-checks use_after_free,ensure_resource_availability \
     --exclude-operation-id task_events --exclude-operation-id tenant_events \
+    --exclude-operation-id create_webhook \
     --phases examples,coverage,fuzzing,stateful \
     --max-examples "$max_examples" \
     --seed "${SCHEMATHESIS_SEED:-20261202}" \

@@ -55,6 +55,7 @@
 
 mod error;
 mod events;
+mod webhooks;
 
 use std::future::Future;
 use std::time::Duration;

@@ -13,6 +13,7 @@ pub mod list;
 pub mod progress;
 pub mod task;
 pub mod time;
+pub mod webhook;
 
 pub use error_body::{ErrorBody, ErrorDetail};
 pub use event::{Counts, EventId, EventType, History, StoredEvent, TaskEvent};

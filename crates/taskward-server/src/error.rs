@@ -18,6 +18,10 @@ pub enum ApiError {
     Forbidden(Scope),
     #[error("task not found")]
     TaskNotFound,
+    #[error("webhook endpoint not found")]
+    WebhookNotFound,
+    #[error("webhook delivery not found")]
+    DeliveryNotFound,
     #[error("no route for {0}")]
     RouteNotFound(String),
     #[error("method not allowed on this path; the Allow header lists the methods it takes")]
@@ -59,7 +63,10 @@ impl ApiError {
         match self {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ApiError::TaskNotFound | ApiError::RouteNotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::TaskNotFound
+            | ApiError::WebhookNotFound
+            | ApiError::DeliveryNotFound
+            | ApiError::RouteNotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict { .. } | ApiError::Contention => StatusCode::CONFLICT,
             ApiError::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
@@ -83,6 +90,8 @@ impl ApiError {
             ApiError::Unauthorized(_) => ("unauthorized", "invalid_api_key"),
             ApiError::Forbidden(_) => ("forbidden", "missing_scope"),
             ApiError::TaskNotFound => ("not_found", "task_not_found"),
+            ApiError::WebhookNotFound => ("not_found", "webhook_not_found"),
+            ApiError::DeliveryNotFound => ("not_found", "delivery_not_found"),
             ApiError::RouteNotFound(_) => ("not_found", "route_not_found"),
             ApiError::MethodNotAllowed => ("method_not_allowed", "method_not_allowed"),
             ApiError::Conflict { code, .. } => ("conflict", code),

@@ -23,6 +23,7 @@ mod serve;
 pub mod settings;
 pub mod state;
 pub mod telemetry;
+pub mod webhooks;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -74,6 +75,12 @@ impl Server {
             .state
             .store
             .start_background(state::maintenance(&self.state.settings));
+        let dispatcher = webhooks::Dispatcher::start(
+            self.state.webhooks.clone(),
+            &self.state.settings.webhooks,
+            self.state.metrics.webhooks.clone(),
+        )
+        .context("starting webhook delivery")?;
         let limits = self.state.settings.limits.clone();
         // Long-polls answer at once when the stop comes, so draining does not wait them out.
         let store = self.state.store.clone();
@@ -83,6 +90,7 @@ impl Server {
         };
         let app = router(self.state);
         serve::serve(self.listener, app, &limits, shutdown).await;
+        dispatcher.stop().await;
         background.stop().await.context("store background task")
     }
 }

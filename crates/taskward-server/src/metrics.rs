@@ -39,6 +39,8 @@ pub struct Metrics {
     registry: Mutex<Registry>,
     requests: Family<RequestLabels, Counter>,
     latency: Family<RequestLabels, Histogram>,
+    /// The webhook dispatcher's, recorded by it.
+    pub webhooks: crate::webhooks::WebhookMetrics,
 }
 
 fn latency_histogram() -> Histogram {
@@ -65,10 +67,12 @@ impl Metrics {
             "Time to answer HTTP requests",
             latency.clone(),
         );
+        let webhooks = crate::webhooks::WebhookMetrics::register(&mut registry);
         Metrics {
             registry: Mutex::new(registry),
             requests,
             latency,
+            webhooks,
         }
     }
 }

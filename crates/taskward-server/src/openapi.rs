@@ -21,10 +21,12 @@ use utoipa::{Modify, OpenApi};
 use crate::api::{events, health, tasks};
 #[cfg(test)]
 use crate::router::RESERVED_TASK_IDS;
+use crate::webhooks::api as webhooks;
 use requests::{
-    create_schema, event_stream_parameters, filter_schemas, if_match_parameter,
-    if_none_match_parameter, list_body_schema, paging_parameter, task_id_parameter,
-    task_type_parameter, update_schema, wait_parameter,
+    create_schema, deliveries_parameters, delivery_id_parameter, event_stream_parameters,
+    filter_schemas, if_match_parameter, if_none_match_parameter, list_body_schema,
+    paging_parameter, task_id_parameter, task_type_parameter, update_schema, wait_parameter,
+    webhook_id_parameter,
 };
 
 #[derive(OpenApi)]
@@ -34,6 +36,8 @@ use requests::{
         tasks::get_task, tasks::list_active_tasks, tasks::list_tasks, tasks::kill_task,
         tasks::kill_task_post, tasks::create_task, tasks::update_task,
         events::history, events::counts, events::task_events, events::tenant_events,
+        webhooks::create, webhooks::list, webhooks::get, webhooks::delete,
+        webhooks::rotate_secret, webhooks::deliveries, webhooks::redeliver,
         health::healthz, health::readyz, health::openapi_json,
     ),
     modifiers(&BearerAuth),
@@ -255,6 +259,12 @@ fn refine_operation(path: &str, op: &mut Value, task_types: &TaskTypes) {
     if path.contains("{task_id}") {
         params.push(task_id_parameter());
     }
+    if path.contains("{webhook_id}") {
+        params.push(webhook_id_parameter());
+    }
+    if path.contains("{delivery_id}") {
+        params.push(delivery_id_parameter());
+    }
     match op_id.as_str() {
         "get_task" => {
             params.push(if_none_match_parameter());
@@ -265,6 +275,7 @@ fn refine_operation(path: &str, op: &mut Value, task_types: &TaskTypes) {
         "counts" => params.push(task_type_parameter(task_types)),
         "task_events" => params.extend(event_stream_parameters(task_types, false)),
         "tenant_events" => params.extend(event_stream_parameters(task_types, true)),
+        "webhook_deliveries" => params.extend(deliveries_parameters()),
         _ => {}
     }
     if !params.is_empty() || op.get("parameters").is_some() {
@@ -279,6 +290,9 @@ fn refine_operation(path: &str, op: &mut Value, task_types: &TaskTypes) {
         let example = match op_id.as_str() {
             "create_task" => create_schema(&TaskTypes::default())["examples"][0].clone(),
             "update_task" => update_schema()["examples"][0].clone(),
+            "create_webhook" => {
+                json!({"url": "https://hooks.example.com/taskward", "events": ["task.completed", "task.failed"], "description": "billing"})
+            }
             _ => list_body_schema()["examples"][0].clone(),
         };
         content["example"] = example;

@@ -6,6 +6,8 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::Uri;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+
+use crate::webhooks::api as webhooks;
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 
@@ -60,6 +62,23 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/tasks/{task_id}/history", get(events::history))
         .route("/v1/tasks/{task_id}/events", get(events::task_events))
         .route("/v1/events", get(events::tenant_events))
+        .route("/v1/webhooks", get(webhooks::list).post(webhooks::create))
+        .route(
+            "/v1/webhooks/{webhook_id}",
+            get(webhooks::get).delete(webhooks::delete),
+        )
+        .route(
+            "/v1/webhooks/{webhook_id}/rotate-secret",
+            post(webhooks::rotate_secret),
+        )
+        .route(
+            "/v1/webhooks/{webhook_id}/deliveries",
+            get(webhooks::deliveries),
+        )
+        .route(
+            "/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver",
+            post(webhooks::redeliver),
+        )
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/openapi.json", get(health::openapi_json))

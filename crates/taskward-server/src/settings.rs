@@ -33,6 +33,7 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub log: LogSettings,
     pub events: EventSettings,
+    pub webhooks: WebhookSettings,
 }
 
 impl Default for Settings {
@@ -49,6 +50,7 @@ impl Default for Settings {
             auth: AuthSettings::default(),
             log: LogSettings::default(),
             events: EventSettings::default(),
+            webhooks: WebhookSettings::default(),
         }
     }
 }
@@ -199,6 +201,42 @@ impl Default for EventSettings {
     }
 }
 
+/// Webhook delivery.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookSettings {
+    /// Seconds from each failed attempt to the next (±10 % jitter); after the last, the
+    /// delivery fails. One attempt more than the schedule has entries.
+    pub retry_schedule_seconds: Vec<f64>,
+    /// Milliseconds an attempt may take, connecting and reading the answer included.
+    pub timeout_ms: u64,
+    /// Lets endpoints resolve to loopback, private, link-local, unique-local and metadata
+    /// addresses (tests, on-premise receivers). Off: such endpoints are refused at creation
+    /// and at connect time.
+    pub allow_private_networks: bool,
+    /// Most attempts in flight per instance.
+    pub max_concurrency: usize,
+    /// Most attempts in flight per endpoint per instance.
+    pub per_endpoint_concurrency: usize,
+    /// Milliseconds between looks for due deliveries; a write on this instance that queues
+    /// deliveries wakes the dispatcher at once.
+    pub poll_interval_ms: u64,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        WebhookSettings {
+            // About 5 s, 5 min, 30 min, 2 h, 5 h, 10 h (SPEC).
+            retry_schedule_seconds: vec![5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0],
+            timeout_ms: 10_000,
+            allow_private_networks: false,
+            max_concurrency: 64,
+            per_endpoint_concurrency: 8,
+            poll_interval_ms: 1_000,
+        }
+    }
+}
+
 /// Logging.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -322,6 +360,22 @@ impl Settings {
     /// Checks what the types cannot: a retention shorter than the hot TTL would let a swept
     /// task live on in the hot tier.
     pub fn validate(&self) -> Result<(), String> {
+        let w = &self.webhooks;
+        if let Some(bad) = w
+            .retry_schedule_seconds
+            .iter()
+            .find(|s| !s.is_finite() || **s < 0.0 || **s > 30.0 * 86_400.0)
+        {
+            return Err(format!(
+                "webhooks.retry_schedule_seconds: {bad} is not a number of seconds from 0 to 30 days"
+            ));
+        }
+        if w.timeout_ms == 0 || w.max_concurrency == 0 || w.per_endpoint_concurrency == 0 {
+            return Err(
+                "webhooks.timeout_ms, max_concurrency and per_endpoint_concurrency must be at least 1"
+                    .into(),
+            );
+        }
         if self.durable.retention_days.saturating_mul(86_400) <= self.hot.ttl_secs {
             return Err(format!(
                 "durable.retention_days ({} days) must be longer than hot.ttl_secs ({} s)",

@@ -6,7 +6,7 @@ use std::time::Duration;
 use taskward_model::TaskTypes;
 use taskward_store::{
     DurableTier, HotTier, KeyStore, Keys, Maintenance, MemoryHot, NoHot, PostgresDurable,
-    PostgresOptions, RedisHot, SqliteDurable, TieredStore,
+    PostgresOptions, RedisHot, SqliteDurable, TieredStore, WebhookStore,
 };
 
 use crate::auth::KeyCache;
@@ -27,6 +27,8 @@ pub struct Shared {
     pub store: TieredStore,
     /// The stored keys.
     pub key_store: Keys,
+    /// Webhook endpoints and their deliveries.
+    pub webhooks: Arc<dyn WebhookStore>,
     pub settings: Settings,
     pub task_types: TaskTypes,
     /// Recently confirmed keys, so auth costs no database round trip.
@@ -58,6 +60,7 @@ impl AppState {
             openapi,
             store: storage.tasks,
             key_store: storage.keys,
+            webhooks: storage.webhooks,
             keys: KeyCache::new(Duration::from_millis(settings.auth.key_cache_ttl_ms)),
             task_types,
             metrics,
@@ -71,6 +74,7 @@ impl AppState {
 pub struct Storage {
     pub tasks: TieredStore,
     pub keys: Keys,
+    pub webhooks: Arc<dyn WebhookStore>,
 }
 
 /// Opens the tiers `settings` select (applying migrations). Also used by `taskward keys`, so
@@ -78,7 +82,12 @@ pub struct Storage {
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Storage> {
     settings.validate().map_err(anyhow::Error::msg)?;
     let timeout = Duration::from_millis(settings.durable.timeout_ms);
-    let (durable, keys): (Arc<dyn DurableTier>, Arc<dyn KeyStore>) = match &settings.database_url {
+    type Stores = (
+        Arc<dyn DurableTier>,
+        Arc<dyn KeyStore>,
+        Arc<dyn WebhookStore>,
+    );
+    let (durable, keys, webhooks): Stores = match &settings.database_url {
         Some(url) => {
             let opts = PostgresOptions {
                 url: url.expose().to_owned(),
@@ -90,7 +99,7 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Storage> {
                 .await
                 .map_err(|e| anyhow::anyhow!("opening PostgreSQL at {}: {e}", url.masked()))?;
             let pg = Arc::new(pg);
-            (pg.clone(), pg)
+            (pg.clone(), pg.clone(), pg)
         }
         None => {
             let path = settings.data_dir.join(SQLITE_FILE);
@@ -98,7 +107,7 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Storage> {
                 .await
                 .map_err(|e| anyhow::anyhow!("opening {}: {e}", path.display()))?;
             let sqlite = Arc::new(sqlite);
-            (sqlite.clone(), sqlite)
+            (sqlite.clone(), sqlite.clone(), sqlite)
         }
     };
     let ttl = Duration::from_secs(settings.hot.ttl_secs);
@@ -121,6 +130,7 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Storage> {
     Ok(Storage {
         tasks: TieredStore::with_lease(hot, durable, lease).await?,
         keys: Keys::new(keys),
+        webhooks,
     })
 }
 

@@ -12,6 +12,7 @@ pub mod hot;
 pub mod keys;
 pub mod retention;
 pub mod tiered;
+pub mod webhooks;
 
 pub use changes::{Changes, Watch};
 pub use durable::{
@@ -25,6 +26,7 @@ pub use tiered::{
     Background, Created, Killed, Maintenance, Readiness, Source, StoreStats, TieredStore,
     DEFAULT_LEASE,
 };
+pub use webhooks::WebhookStore;
 
 /// What callers of the store branch on. Driver errors are converted inside each back-end.
 #[derive(Debug, thiserror::Error)]

@@ -12,6 +12,8 @@
 //!   contract's assertions ([`assert_task_shape`], [`assert_error`]). A feature, so the
 //!   store's tests need not build the server.
 //!
+//! - With `app` too, [`Receiver`]: a webhook receiver that records requests and answers as told.
+//!
 //! - [`TcpProxy`]: a proxy in front of a server, to stall or cut one client's connection alone.
 //!
 //! `TASKWARD_TEST_DATABASE_URL` and `TASKWARD_TEST_REDIS_URL` override the default addresses.
@@ -21,12 +23,16 @@ mod app;
 #[cfg(feature = "app")]
 mod contract;
 mod proxy;
+#[cfg(feature = "app")]
+mod receiver;
 
 #[cfg(feature = "app")]
 pub use app::{Namespace, Shape, TestApp, WriteLock};
 #[cfg(feature = "app")]
 pub use contract::{assert_error, assert_error_shape, assert_task_shape, ids};
 pub use proxy::TcpProxy;
+#[cfg(feature = "app")]
+pub use receiver::{Answer, Hit, Receiver};
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};

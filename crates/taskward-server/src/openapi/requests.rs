@@ -6,6 +6,7 @@
 use serde_json::{json, Value};
 use taskward_model::filter::{Field, Op, MAX_LIST, MAX_PATH_SEGMENTS, MAX_SAFE_INTEGER};
 use taskward_model::list::{SortField, DEFAULT_PAGE_SIZE, MAX_PAGE, MAX_PAGE_SIZE, MAX_SEARCH_LEN};
+use taskward_model::webhook::{DeliveryId, WebhookId};
 use taskward_model::{TaskId, TaskStatus, TaskTypes};
 
 use crate::extract::{IF_MATCH_PATTERN, IF_NONE_MATCH_PATTERN};
@@ -335,6 +336,28 @@ pub(super) fn paging_parameter() -> Value {
 
 pub(super) fn task_id_parameter() -> Value {
     json!({"name": "task_id", "in": "path", "required": true, "description": "The task's id.", "schema": task_id_schema()})
+}
+
+pub(super) fn webhook_id_parameter() -> Value {
+    json!({"name": "webhook_id", "in": "path", "required": true, "description": "The endpoint's id, as POST /v1/webhooks returned it.",
+           "schema": {"type": "string", "pattern": WebhookId::PATTERN}})
+}
+
+pub(super) fn delivery_id_parameter() -> Value {
+    json!({"name": "delivery_id", "in": "path", "required": true, "description": "The delivery's id, as the deliveries log shows it.",
+           "schema": {"type": "string", "pattern": DeliveryId::PATTERN}})
+}
+
+/// The query of `GET /v1/webhooks/{webhook_id}/deliveries`.
+pub(super) fn deliveries_parameters() -> Vec<Value> {
+    vec![
+        json!({"name": "limit", "in": "query", "required": false, "description": "Deliveries per page (default 50).",
+               "schema": {"type": "integer", "minimum": 1, "maximum": 500}}),
+        json!({"name": "before", "in": "query", "required": false, "description": "Only deliveries older than this one (the last delivery_id of the previous page).",
+               "schema": {"type": "string", "pattern": DeliveryId::PATTERN}}),
+        json!({"name": "state", "in": "query", "required": false, "description": "Only deliveries in this state.",
+               "schema": {"type": "string", "enum": ["pending", "delivered", "failed"]}}),
+    ]
 }
 
 pub(super) fn if_match_parameter() -> Value {

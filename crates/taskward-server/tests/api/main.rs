@@ -23,6 +23,7 @@ mod raw;
 mod security;
 mod support;
 mod tasks;
+mod webhooks;
 
 /// The tiers these tests run against.
 const SHAPE: support::Shape = support::Shape::Embedded;

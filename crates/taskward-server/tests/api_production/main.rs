@@ -32,6 +32,9 @@ mod stale_reads;
 mod support;
 #[path = "../api/tasks.rs"]
 mod tasks;
+#[path = "../api/webhooks.rs"]
+mod webhooks;
+mod webhooks_instances;
 
 /// The tiers these tests run against.
 const SHAPE: support::Shape = support::Shape::Production;

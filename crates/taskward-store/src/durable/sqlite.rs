@@ -9,6 +9,7 @@
 use std::io::ErrorKind;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -20,6 +21,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Sqlite, SqlitePool};
 use taskward_model::time;
+use tokio::sync::Notify;
 
 use super::sql::{
     impl_driver, row_view_plain_columns, sqlite_path, Arg, Backend, Dialect, Lock, Migration,
@@ -45,6 +47,10 @@ const MIGRATIONS: &[Migration] = &[
         version: 4,
         sql: include_str!("../../migrations/sqlite/0004_events.sql"),
     },
+    Migration {
+        version: 5,
+        sql: include_str!("../../migrations/sqlite/0005_webhooks.sql"),
+    },
 ];
 
 /// The durable tier on a SQLite file.
@@ -55,6 +61,7 @@ pub type SqliteDurable = SqlDurable<SqliteBackend>;
 pub struct SqliteBackend {
     writer: SqlitePool,
     reader: SqlitePool,
+    outbox: Arc<Notify>,
 }
 
 impl SqlDurable<SqliteBackend> {
@@ -80,7 +87,15 @@ impl SqlDurable<SqliteBackend> {
         };
         let writer = pool(1).await.map_err(error)?;
         let reader = pool(4).await.map_err(error)?;
-        SqlDurable::over(SqliteBackend { writer, reader }, MIGRATIONS).await
+        SqlDurable::over(
+            SqliteBackend {
+                writer,
+                reader,
+                outbox: Arc::default(),
+            },
+            MIGRATIONS,
+        )
+        .await
     }
 }
 
@@ -226,6 +241,10 @@ impl Backend for SqliteBackend {
 
     fn reader(&self) -> &SqlitePool {
         &self.reader
+    }
+
+    fn outbox(&self) -> &Arc<Notify> {
+        &self.outbox
     }
 
     async fn begin(&self, lock: Lock) -> Result<Tx<Sqlite>, StoreError> {

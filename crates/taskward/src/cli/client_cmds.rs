@@ -58,7 +58,7 @@ pub struct ClientArgs {
 }
 
 impl ClientArgs {
-    fn client(&self) -> anyhow::Result<Client> {
+    pub(super) fn client(&self) -> anyhow::Result<Client> {
         let Some(key) = self.api_key.as_deref().filter(|k| !k.trim().is_empty()) else {
             bail!("no API key: pass --api-key or set TASKWARD_API_KEY");
         };

@@ -5,6 +5,7 @@ mod config;
 mod keys;
 mod render;
 mod serve;
+mod webhooks;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -46,6 +47,9 @@ enum Command {
     Create(client_cmds::CreateArgs),
     /// Update a task (producers), optionally only at a given version (--if-match).
     Update(client_cmds::UpdateArgs),
+    /// Manage webhook endpoints and their deliveries (a key with scope `admin`).
+    #[command(subcommand)]
+    Webhooks(webhooks::WebhooksCommand),
 }
 
 /// Where the configuration and the data live; shared by every subcommand.
@@ -86,5 +90,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::History(a) => a.conn.explain(client_cmds::history(&a).await),
         Command::Create(a) => a.conn.explain(client_cmds::create(&a).await),
         Command::Update(a) => a.conn.explain(client_cmds::update(&a).await),
+        Command::Webhooks(cmd) => webhooks::run(cmd).await,
     }
 }

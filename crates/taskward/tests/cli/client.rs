@@ -784,3 +784,109 @@ async fn history_prints_every_change_and_watch_json_prints_json_lines() {
     assert!(err.stderr().contains("not found"), "{}", err.stderr());
     app.stop().await;
 }
+
+#[tokio::test]
+async fn webhooks_commands_create_list_show_deliveries_rotate_redeliver_and_delete() {
+    let app = App {
+        server: TestApp::spawn_with(Shape::Embedded, |s| {
+            s.webhooks.allow_private_networks = true;
+            s.webhooks.poll_interval_ms = 100;
+        })
+        .await,
+        dir: tempfile::tempdir().expect("temp dir"),
+    };
+    let receiver = taskward_testkit::Receiver::start(taskward_testkit::Answer::Status(200)).await;
+    let created = app
+        .run(&[
+            "webhooks",
+            "create",
+            &receiver.url,
+            "--events",
+            "task.created,task.completed",
+            "--json",
+        ])
+        .await
+        .expect(0);
+    let hook: Value = serde_json::from_str(&created.stdout()).expect("json");
+    let id = hook["webhook_id"].as_str().unwrap().to_owned();
+    assert!(hook["secret"].as_str().unwrap().starts_with("whsec_"));
+    assert_eq!(hook["events"], json!(["task.created", "task.completed"]));
+
+    let list = app.run(&["webhooks", "list"]).await.expect(0).stdout();
+    assert!(list.starts_with("WEBHOOK"), "{list}");
+    assert!(
+        list.contains(&id)
+            && list.contains("task.created,task.completed")
+            && list.contains("active"),
+        "{list}"
+    );
+    assert!(!list.contains("whsec_"), "no secret in listings: {list}");
+
+    app.create("wh-cli", "PENDING", json!({})).await;
+    receiver.wait_hits(1, Duration::from_secs(10)).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let table = loop {
+        let out = app
+            .run(&["webhooks", "deliveries", &id])
+            .await
+            .expect(0)
+            .stdout();
+        if out.contains("delivered") {
+            break out;
+        }
+        assert!(Instant::now() < deadline, "{out}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        table.contains("task.created") && table.contains("wh-cli") && table.contains("200"),
+        "{table}"
+    );
+    let page: Value = serde_json::from_str(
+        &app.run(&["webhooks", "deliveries", &id, "--json"])
+            .await
+            .expect(0)
+            .stdout(),
+    )
+    .expect("json");
+    let delivery = page["results"][0]["delivery_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let again = app
+        .run(&["webhooks", "redeliver", &id, &delivery])
+        .await
+        .expect(0)
+        .stdout();
+    assert!(
+        again.trim().starts_with("msg_") && again.trim() != delivery,
+        "{again}"
+    );
+    receiver.wait_hits(2, Duration::from_secs(10)).await;
+
+    let rotated = app
+        .run(&["webhooks", "rotate", &id])
+        .await
+        .expect(0)
+        .stdout();
+    assert!(
+        rotated.trim().starts_with("whsec_") && rotated.trim() != hook["secret"],
+        "{rotated}"
+    );
+
+    app.run(&["webhooks", "delete", &id]).await.expect(0);
+    let gone = app.run(&["webhooks", "delete", &id]).await.expect(1);
+    assert!(
+        gone.stderr().contains("webhook endpoint not found"),
+        "{}",
+        gone.stderr()
+    );
+    let bad = app.run(&["webhooks", "rotate", "nope"]).await.expect(1);
+    assert!(bad.stderr().contains("webhook_id"), "{}", bad.stderr());
+    let list = app
+        .run(&["webhooks", "list", "--json"])
+        .await
+        .expect(0)
+        .stdout();
+    assert_eq!(serde_json::from_str::<Value>(&list).unwrap(), json!([]));
+}

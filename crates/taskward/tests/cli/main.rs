@@ -4,7 +4,8 @@
 //! - `client`: the client commands (`get`, `list`, `kill`, `watch`, `create`, `update`),
 //!   `watch` under a pseudo-terminal;
 //! - `crash`: SIGKILL of the embedded default during a write burst loses nothing acknowledged;
-//! - `sigterm_and_logs`: SIGTERM drains in-flight requests; no secret in any log line.
+//! - `sigterm_and_logs`: SIGTERM drains in-flight requests; no secret in any log line;
+//! - `webhook_crash`: deliveries in flight at a SIGKILL are delivered after the restart.
 //!
 //! Each test owns a temp directory, a free port and its server processes (`support::Serve`:
 //! the binary as a child process; in-process servers come from `taskward_testkit::TestApp`).
@@ -14,3 +15,4 @@ mod crash;
 mod serve_and_keys;
 mod sigterm_and_logs;
 mod support;
+mod webhook_crash;

@@ -101,13 +101,18 @@ pub(crate) use event_columns;
 
 /// An event from a row selected with [`event_columns!`].
 pub(crate) fn event_of(row: &impl RowView) -> Result<StoredEvent, StoreError> {
+    event_of_at(row, 0)
+}
+
+/// An event from the columns of [`event_columns!`] starting at column `at`.
+pub(crate) fn event_of_at(row: &impl RowView, at: usize) -> Result<StoredEvent, StoreError> {
     let status =
         |s: String| TaskStatus::parse(&s).ok_or_else(|| bad(format!("bad stored status {s:?}")));
     Ok(StoredEvent {
-        event_id: EventId(version_of(row.int(0)?)?),
-        previous_status: row.opt_text(1)?.map(status).transpose()?,
+        event_id: EventId(version_of(row.int(at)?)?),
+        previous_status: row.opt_text(at + 1)?.map(status).transpose()?,
         task: row
-            .doc(2)?
+            .doc(at + 2)?
             .ok_or_else(|| bad("an event without its task"))?,
     })
 }

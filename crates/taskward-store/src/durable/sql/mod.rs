@@ -15,6 +15,7 @@ mod migrate;
 mod retry;
 mod statements;
 mod text;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -22,7 +23,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::{Database, Pool};
 use taskward_model::list::{ListPage, ListQuery};
-use taskward_model::{Counts, EventId, KeyRecord, StoredEvent, Task, TaskId, TaskStatus, Tenant};
+use taskward_model::{
+    Counts, EventId, EventType, KeyRecord, StoredEvent, Task, TaskId, TaskStatus, Tenant,
+};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 pub(crate) use codec::{doc, stored_int, task_of, TASK_COLUMNS, TASK_COLUMN_COUNT};
@@ -59,6 +63,10 @@ pub(crate) trait Backend: Send + Sync + std::fmt::Debug + 'static {
 
     /// The pool that reads (may be the writer).
     fn reader(&self) -> &Pool<Self::Db>;
+
+    /// Notified after a write queued webhook deliveries (see
+    /// [`crate::webhooks::WebhookStore::outbox_queued`]).
+    fn outbox(&self) -> &Arc<Notify>;
 
     /// How often a statement is run again after meeting a dead pooled connection (see
     /// `retry.rs`); 0 where connections do not die.
@@ -107,8 +115,11 @@ pub(crate) trait Backend: Send + Sync + std::fmt::Debug + 'static {
                 return Ok(false);
             }
             let announce = self.announce(tenant, task);
-            append_event(&mut tx, announce, tenant, Some(previous), task).await?;
+            let queued = append_event(&mut tx, announce, tenant, Some(previous), task).await?;
             tx.commit().await?;
+            if queued {
+                self.outbox().notify_one();
+            }
             Ok(true)
         })
         .await
@@ -130,15 +141,16 @@ pub(crate) trait Backend: Send + Sync + std::fmt::Debug + 'static {
     async fn close(&self) {}
 }
 
-/// Appends the event of a change from `previous` (`None`: a create) to `task`, in the
-/// transaction of the change, and runs the change's announcement there.
+/// Appends the event of a change from `previous` (`None`: a create) to `task`, with its
+/// webhook deliveries, in the transaction of the change, and runs the change's announcement
+/// there. `true` when deliveries were queued.
 pub(crate) async fn append_event<DB: Driver>(
     tx: &mut Tx<DB>,
     announce: Option<Sql>,
     tenant: &Tenant,
     previous: Option<TaskStatus>,
     task: &Task,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     let rows = tx
         .fetch(&statements::take_event_id(DB::DIALECT, tenant))
         .await?;
@@ -146,18 +158,28 @@ pub(crate) async fn append_event<DB: Driver>(
         .first()
         .ok_or_else(|| StoreError::internal("the event counter returned no row"))?
         .int(0)?;
-    tx.execute(&statements::insert_event(
-        DB::DIALECT,
-        tenant,
-        id,
-        previous,
-        task,
-    )?)
-    .await?;
+    let added = tx
+        .execute(&statements::insert_event(
+            DB::DIALECT,
+            tenant,
+            id,
+            previous,
+            task,
+        )?)
+        .await?;
+    // A statement run again after its first run committed finds its event there: its
+    // deliveries were queued with it.
+    let queued = if added == 1 {
+        let kind = EventType::of_change(previous, task.status);
+        let queue = webhooks::queue_deliveries(DB::DIALECT, tenant, id, task, kind);
+        tx.execute(&queue).await? > 0
+    } else {
+        false
+    };
     if let Some(announce) = announce {
         tx.fetch(&announce).await?;
     }
-    Ok(())
+    Ok(queued)
 }
 
 /// The durable tier on a SQL database: [`super::SqliteDurable`] or [`super::PostgresDurable`].
@@ -227,8 +249,11 @@ impl<B: Backend> DurableTier for SqlDurable<B> {
                 return Ok(false);
             }
             let announce = self.backend.announce(tenant, task);
-            append_event(&mut tx, announce, tenant, None, task).await?;
+            let queued = append_event(&mut tx, announce, tenant, None, task).await?;
             tx.commit().await?;
+            if queued {
+                self.backend.outbox().notify_one();
+            }
             Ok(true)
         };
         // Twice at most: the task that took the id may be deleted (retention) before we read it.
@@ -322,9 +347,11 @@ impl<B: Backend> DurableTier for SqlDurable<B> {
         cutoff: DateTime<Utc>,
         limit: u32,
     ) -> Result<u64, StoreError> {
-        let [events, tasks] = statements::delete_finished(self.dialect(), cutoff, limit);
+        let [deliveries, events, tasks] =
+            statements::delete_finished(self.dialect(), cutoff, limit);
         retrying(self.backend.retries(), || async {
             let mut tx = self.backend.begin(Lock::Plain).await?;
+            tx.execute(&deliveries).await?;
             tx.execute(&events).await?;
             let n = tx.execute(&tasks).await?;
             tx.commit().await?;

@@ -93,8 +93,15 @@ pub(crate) fn replace_task(
     Ok(Sql::fixed(d, &REPLACE_TASK, args))
 }
 
-// The two deletes of a retention batch, run in one transaction, select the same tasks: the
-// oldest finished ones, in a total order. Events go first, then their tasks.
+// The deletes of a retention batch, run in one transaction, select the same tasks: the oldest
+// finished ones, in a total order. Their webhook deliveries and events go first, then the
+// tasks.
+static DELETE_FINISHED_DELIVERIES: Stmt = Stmt::new(
+    "DELETE FROM webhook_deliveries WHERE (org, mode, task_id) IN (SELECT org, mode, task_id \
+     FROM tasks WHERE finished_at IS NOT NULL AND finished_at < $1 \
+     ORDER BY finished_at, org, mode, task_id LIMIT $2)",
+);
+
 static DELETE_FINISHED_EVENTS: Stmt = Stmt::new(
     "DELETE FROM task_events WHERE (org, mode, task_id) IN (SELECT org, mode, task_id \
      FROM tasks WHERE finished_at IS NOT NULL AND finished_at < $1 \
@@ -107,10 +114,12 @@ static DELETE_FINISHED: Stmt = Stmt::new(
      ORDER BY finished_at, org, mode, task_id LIMIT $2)",
 );
 
-/// The events of up to `limit` terminal tasks that finished before `cutoff`, then the tasks.
-pub(crate) fn delete_finished(d: Dialect, cutoff: DateTime<Utc>, limit: u32) -> [Sql; 2] {
+/// The deliveries and events of up to `limit` terminal tasks that finished before `cutoff`,
+/// then the tasks.
+pub(crate) fn delete_finished(d: Dialect, cutoff: DateTime<Utc>, limit: u32) -> [Sql; 3] {
     let args = || vec![Arg::Time(cutoff), Arg::Int(i64::from(limit))];
     [
+        Sql::fixed(d, &DELETE_FINISHED_DELIVERIES, args()),
         Sql::fixed(d, &DELETE_FINISHED_EVENTS, args()),
         Sql::fixed(d, &DELETE_FINISHED, args()),
     ]
@@ -377,6 +386,7 @@ mod tests {
             &INSERT_TASK,
             &REPLACE_TASK,
             &DELETE_FINISHED,
+            &DELETE_FINISHED_DELIVERIES,
             &DELETE_FINISHED_EVENTS,
             &TAKE_EVENT_IDS,
             &INSERT_EVENT,

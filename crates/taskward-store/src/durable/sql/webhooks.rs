@@ -1,0 +1,539 @@
+//! The webhook outbox on the SQL core: endpoints, deliveries, claims (see `crate::webhooks`).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use taskward_model::webhook::{Attempt, Delivery, DeliveryId, DeliveryState, Webhook, WebhookId};
+use taskward_model::{EventId, EventType, Mode, OrgId, StoredEvent, TaskId, Tenant};
+use tokio::sync::Notify;
+
+use super::codec::{doc, event_of_at, stored_int};
+use super::driver::RowView;
+use super::text::{Arg, Dialect, Sql, Stmt};
+use super::{retrying, Backend, Lock, SqlDurable};
+use crate::webhooks::{Claimed, DeliveryQuery, Finished, NewWebhook, OutboxStats, WebhookStore};
+use crate::StoreError;
+
+/// The columns an endpoint is read from, in [`webhook_of`] order.
+macro_rules! webhook_columns {
+    () => {
+        "w.webhook_id, w.url, w.events, w.description, \
+         CAST(CASE WHEN w.disabled THEN 1 ELSE 0 END AS BIGINT), w.created_at"
+    };
+}
+
+/// The columns a delivery is read from, in [`delivery_of`] order.
+macro_rules! delivery_columns {
+    () => {
+        "d.delivery_id, d.webhook_id, d.event_id, d.task_id, d.event_type, d.state, \
+         d.attempts, d.next_attempt_at, d.created_at"
+    };
+}
+
+const DELIVERY_COLUMN_COUNT: usize = 9;
+
+fn bad(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> StoreError {
+    StoreError::internal(e)
+}
+
+fn webhook_of(row: &impl RowView) -> Result<Webhook, StoreError> {
+    Ok(Webhook {
+        webhook_id: WebhookId::parse(&row.text(0)?).map_err(bad)?,
+        url: row.text(1)?,
+        events: row.doc(2)?.unwrap_or_default(),
+        description: row.opt_text(3)?,
+        disabled: row.int(4)? != 0,
+        created_at: row.time(5)?,
+    })
+}
+
+fn delivery_of(row: &impl RowView) -> Result<Delivery, StoreError> {
+    let kind = row.text(4)?;
+    let state = row.text(5)?;
+    Ok(Delivery {
+        delivery_id: DeliveryId(u64::try_from(row.int(0)?).map_err(bad)?),
+        webhook_id: WebhookId::parse(&row.text(1)?).map_err(bad)?,
+        event_id: EventId(u64::try_from(row.int(2)?).map_err(bad)?),
+        task_id: TaskId::parse(&row.text(3)?).map_err(bad)?,
+        kind: EventType::parse(&kind).ok_or_else(|| bad(format!("bad event type {kind:?}")))?,
+        state: DeliveryState::parse(&state)
+            .ok_or_else(|| bad(format!("bad delivery state {state:?}")))?,
+        attempts: row.doc(6)?.unwrap_or_default(),
+        next_attempt_at: row.opt_time(7)?,
+        created_at: row.time(8)?,
+    })
+}
+
+fn tenant_args(tenant: &Tenant) -> [Arg; 2] {
+    [
+        Arg::Text(tenant.org.as_str().to_owned()),
+        Arg::Text(tenant.mode.as_str().to_owned()),
+    ]
+}
+
+fn id_arg(id: DeliveryId) -> Arg {
+    Arg::Int(stored_int(id.0))
+}
+
+// Queued with an event (see `append_event`): one pending delivery per live endpoint of the
+// tenant that selects the event's type.
+static QUEUE_DELIVERIES: Stmt = Stmt::new(
+    "INSERT INTO webhook_deliveries (webhook_id, org, mode, event_id, task_id, event_type, \
+     state, attempts, next_attempt_at, created_at) \
+     SELECT webhook_id, org, mode, $3, $4, $5, 'pending', '[]', $6, $6 FROM webhooks \
+     WHERE org = $1 AND mode = $2 AND NOT disabled AND (event_mask & $7) <> 0",
+);
+
+/// The deliveries of an event, one per endpoint that wants it.
+pub(crate) fn queue_deliveries(
+    d: Dialect,
+    tenant: &Tenant,
+    event_id: i64,
+    task: &taskward_model::Task,
+    kind: EventType,
+) -> Sql {
+    let mut args: Vec<Arg> = tenant_args(tenant).into();
+    args.extend([
+        Arg::Int(event_id),
+        Arg::Text(task.task_id.as_str().to_owned()),
+        Arg::Text(kind.as_str().to_owned()),
+        Arg::Time(task.updated_at),
+        Arg::Int(kind.bit()),
+    ]);
+    Sql::fixed(d, &QUEUE_DELIVERIES, args)
+}
+
+static INSERT_WEBHOOK: Stmt = Stmt::new(
+    "INSERT INTO webhooks (webhook_id, org, mode, url, events, event_mask, description, secret, \
+     disabled, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, FALSE, $9)",
+);
+
+static LIST_WEBHOOKS: Stmt = Stmt::new(concat!(
+    "SELECT ",
+    webhook_columns!(),
+    " FROM webhooks w WHERE w.org = $1 AND w.mode = $2 ORDER BY w.created_at DESC, w.webhook_id"
+));
+
+static GET_WEBHOOK: Stmt = Stmt::new(concat!(
+    "SELECT ",
+    webhook_columns!(),
+    " FROM webhooks w WHERE w.org = $1 AND w.mode = $2 AND w.webhook_id = $3"
+));
+
+static DELETE_WEBHOOK_DELIVERIES: Stmt = Stmt::new(
+    "DELETE FROM webhook_deliveries WHERE webhook_id IN \
+     (SELECT webhook_id FROM webhooks WHERE org = $1 AND mode = $2 AND webhook_id = $3)",
+);
+
+static DELETE_WEBHOOK: Stmt =
+    Stmt::new("DELETE FROM webhooks WHERE org = $1 AND mode = $2 AND webhook_id = $3");
+
+static ROTATE_SECRET: Stmt = Stmt::new(
+    "UPDATE webhooks SET previous_secret = secret, previous_until = $4, secret = $5 \
+     WHERE org = $1 AND mode = $2 AND webhook_id = $3",
+);
+
+static DELIVERIES: Stmt = Stmt::new(concat!(
+    "SELECT ",
+    delivery_columns!(),
+    " FROM webhook_deliveries d WHERE d.webhook_id = $3 AND d.org = $1 AND d.mode = $2 \
+     AND d.delivery_id < $4 AND ($5 = '' OR d.state = $5) ORDER BY d.delivery_id DESC LIMIT $6"
+));
+
+static REDELIVER: Stmt = Stmt::new(
+    "INSERT INTO webhook_deliveries (webhook_id, org, mode, event_id, task_id, event_type, \
+     state, attempts, next_attempt_at, created_at) \
+     SELECT webhook_id, org, mode, event_id, task_id, event_type, 'pending', '[]', $5, $5 \
+     FROM webhook_deliveries WHERE org = $1 AND mode = $2 AND webhook_id = $3 \
+     AND delivery_id = $4 RETURNING delivery_id",
+);
+
+static DELIVERY_BY_ID: Stmt = Stmt::new(concat!(
+    "SELECT ",
+    delivery_columns!(),
+    " FROM webhook_deliveries d WHERE d.delivery_id = $1"
+));
+
+static FINISH: Stmt = Stmt::new(
+    "UPDATE webhook_deliveries SET state = $3, attempts = $4, next_attempt_at = $5, \
+     claimed_until = NULL, claim = NULL WHERE delivery_id = $1 AND claim = $2",
+);
+
+static RELEASE: Stmt = Stmt::new(
+    "UPDATE webhook_deliveries SET claimed_until = NULL, claim = NULL \
+     WHERE delivery_id = $1 AND claim = $2",
+);
+
+static DISABLE_WEBHOOK: Stmt =
+    Stmt::new("UPDATE webhooks SET disabled = TRUE WHERE webhook_id = $1");
+
+static FAIL_PENDING: Stmt = Stmt::new(
+    "UPDATE webhook_deliveries SET state = 'failed', next_attempt_at = NULL \
+     WHERE webhook_id = $1 AND state = 'pending'",
+);
+
+static OUTBOX_STATS: Stmt = Stmt::new(
+    "SELECT COUNT(*), MIN(next_attempt_at) FROM webhook_deliveries WHERE state = 'pending'",
+);
+
+/// Claims due rows. The inner select finds them by the partial index of pending rows; the
+/// outer update checks again that each is still unclaimed, so two claims racing for a row
+/// (PostgreSQL re-reads a row it waited for) cannot both take it. PostgreSQL also skips rows
+/// another claim holds locked instead of waiting for them.
+fn claim(
+    d: Dialect,
+    now: DateTime<Utc>,
+    until: DateTime<Utc>,
+    claim: i64,
+    limit: u32,
+    skip: &[WebhookId],
+) -> Sql {
+    let mut sql = Sql::new(d, "UPDATE webhook_deliveries SET claimed_until = ");
+    let until = sql.arg(Arg::Time(until));
+    sql.push(&until).push(", claim = ");
+    let claim = sql.arg(Arg::Int(claim));
+    sql.push(&claim).push(
+        " WHERE delivery_id IN (SELECT d.delivery_id FROM webhook_deliveries d \
+         JOIN webhooks w ON w.webhook_id = d.webhook_id \
+         WHERE d.state = 'pending' AND NOT w.disabled AND d.next_attempt_at <= ",
+    );
+    let now = sql.arg(Arg::Time(now));
+    sql.push(&now)
+        .push(" AND (d.claimed_until IS NULL OR d.claimed_until < ")
+        .push(&now)
+        .push(")");
+    if !skip.is_empty() {
+        sql.push(" AND d.webhook_id NOT IN (");
+        for (i, id) in skip.iter().enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            let p = sql.arg(Arg::Text(id.as_str().to_owned()));
+            sql.push(&p);
+        }
+        sql.push(")");
+    }
+    sql.push(" ORDER BY d.next_attempt_at LIMIT ");
+    let limit = sql.arg(Arg::Int(i64::from(limit)));
+    sql.push(&limit);
+    if d == Dialect::Postgres {
+        sql.push(" FOR UPDATE OF d SKIP LOCKED");
+    }
+    sql.push(") AND state = 'pending' AND (claimed_until IS NULL OR claimed_until < ")
+        .push(&now)
+        .push(") RETURNING delivery_id");
+    sql
+}
+
+/// What an attempt of each claimed delivery needs: the delivery, its endpoint's URL and
+/// secrets, and its event.
+fn claimed(d: Dialect, ids: &[i64]) -> Sql {
+    let mut sql = Sql::new(
+        d,
+        concat!(
+            "SELECT ",
+            delivery_columns!(),
+            ", d.org, d.mode, w.url, w.secret, w.previous_secret, w.previous_until, \
+             e.event_id, e.previous_status, e.task \
+             FROM webhook_deliveries d JOIN webhooks w ON w.webhook_id = d.webhook_id \
+             LEFT JOIN task_events e ON e.org = d.org AND e.mode = d.mode \
+             AND e.event_id = d.event_id WHERE d.delivery_id IN ("
+        ),
+    );
+    for (i, id) in ids.iter().enumerate() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        let p = sql.arg(Arg::Int(*id));
+        sql.push(&p);
+    }
+    sql.push(")");
+    sql
+}
+
+fn claimed_of(row: &impl RowView, now: DateTime<Utc>) -> Result<Claimed, StoreError> {
+    let delivery = delivery_of(row)?;
+    let n = DELIVERY_COLUMN_COUNT;
+    let tenant = Tenant {
+        org: OrgId::parse(&row.text(n)?).map_err(bad)?,
+        mode: Mode::parse(&row.text(n + 1)?).map_err(bad)?,
+    };
+    let mut secrets = vec![row.text(n + 3)?];
+    if let (Some(old), Some(until)) = (row.opt_text(n + 4)?, row.opt_time(n + 5)?) {
+        if until > now {
+            secrets.push(old);
+        }
+    }
+    let event: Option<StoredEvent> = match row.opt_int(n + 6)? {
+        Some(_) => Some(event_of_at(row, n + 6)?),
+        None => None,
+    };
+    Ok(Claimed {
+        delivery,
+        tenant,
+        url: row.text(n + 2)?,
+        secrets,
+        event,
+    })
+}
+
+#[allow(private_bounds)]
+#[async_trait]
+impl<B: Backend> WebhookStore for SqlDurable<B> {
+    async fn create_webhook(&self, w: &NewWebhook) -> Result<Webhook, StoreError> {
+        let names = w.events.names();
+        let mut args = vec![Arg::Text(w.webhook_id.as_str().to_owned())];
+        args.extend(tenant_args(&w.tenant));
+        args.extend([
+            Arg::Text(w.url.clone()),
+            Arg::Doc(doc(&Some(&names))?),
+            Arg::Int(w.events.mask()),
+            Arg::OptText(w.description.clone()),
+            Arg::Text(w.secret.clone()),
+            Arg::Time(w.created_at),
+        ]);
+        self.backend
+            .execute(&Sql::fixed(self.dialect(), &INSERT_WEBHOOK, args))
+            .await?;
+        Ok(Webhook {
+            webhook_id: w.webhook_id.clone(),
+            url: w.url.clone(),
+            events: names,
+            description: w.description.clone(),
+            disabled: false,
+            created_at: w.created_at,
+        })
+    }
+
+    async fn list_webhooks(&self, tenant: &Tenant) -> Result<Vec<Webhook>, StoreError> {
+        let sql = Sql::fixed(self.dialect(), &LIST_WEBHOOKS, tenant_args(tenant).into());
+        let rows = self.backend.fetch(&sql).await?;
+        rows.iter().map(webhook_of).collect()
+    }
+
+    async fn get_webhook(
+        &self,
+        tenant: &Tenant,
+        id: &WebhookId,
+    ) -> Result<Option<Webhook>, StoreError> {
+        let mut args: Vec<Arg> = tenant_args(tenant).into();
+        args.push(Arg::Text(id.as_str().to_owned()));
+        let rows = self
+            .backend
+            .fetch(&Sql::fixed(self.dialect(), &GET_WEBHOOK, args))
+            .await?;
+        rows.first().map(webhook_of).transpose()
+    }
+
+    async fn delete_webhook(&self, tenant: &Tenant, id: &WebhookId) -> Result<bool, StoreError> {
+        let args = || {
+            let mut args: Vec<Arg> = tenant_args(tenant).into();
+            args.push(Arg::Text(id.as_str().to_owned()));
+            args
+        };
+        let d = self.dialect();
+        let (deliveries, webhook) = (
+            Sql::fixed(d, &DELETE_WEBHOOK_DELIVERIES, args()),
+            Sql::fixed(d, &DELETE_WEBHOOK, args()),
+        );
+        retrying(self.backend.retries(), || async {
+            let mut tx = self.backend.begin(Lock::Plain).await?;
+            tx.execute(&deliveries).await?;
+            let n = tx.execute(&webhook).await?;
+            tx.commit().await?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn rotate_secret(
+        &self,
+        tenant: &Tenant,
+        id: &WebhookId,
+        secret: &str,
+        old_until: DateTime<Utc>,
+    ) -> Result<Option<Webhook>, StoreError> {
+        let mut args: Vec<Arg> = tenant_args(tenant).into();
+        args.extend([
+            Arg::Text(id.as_str().to_owned()),
+            Arg::Time(old_until),
+            Arg::Text(secret.to_owned()),
+        ]);
+        let n = self
+            .backend
+            .execute(&Sql::fixed(self.dialect(), &ROTATE_SECRET, args))
+            .await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        self.get_webhook(tenant, id).await
+    }
+
+    async fn deliveries(
+        &self,
+        tenant: &Tenant,
+        id: &WebhookId,
+        q: &DeliveryQuery,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let mut args: Vec<Arg> = tenant_args(tenant).into();
+        args.extend([
+            Arg::Text(id.as_str().to_owned()),
+            Arg::Int(q.before.map_or(i64::MAX, |b| stored_int(b.0))),
+            Arg::Text(q.state.map_or("", DeliveryState::as_str).to_owned()),
+            Arg::Int(i64::from(q.limit) + 1),
+        ]);
+        let rows = self
+            .backend
+            .fetch(&Sql::fixed(self.dialect(), &DELIVERIES, args))
+            .await?;
+        rows.iter().map(delivery_of).collect()
+    }
+
+    async fn redeliver(
+        &self,
+        tenant: &Tenant,
+        id: &WebhookId,
+        delivery: DeliveryId,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Delivery>, StoreError> {
+        let mut args: Vec<Arg> = tenant_args(tenant).into();
+        args.extend([
+            Arg::Text(id.as_str().to_owned()),
+            id_arg(delivery),
+            Arg::Time(now),
+        ]);
+        let d = self.dialect();
+        let rows = self.backend.fetch(&Sql::fixed(d, &REDELIVER, args)).await?;
+        let Some(new) = rows.first().map(|r| r.int(0)).transpose()? else {
+            return Ok(None);
+        };
+        self.backend.outbox().notify_one();
+        let rows = self
+            .backend
+            .fetch(&Sql::fixed(d, &DELIVERY_BY_ID, vec![Arg::Int(new)]))
+            .await?;
+        rows.first().map(delivery_of).transpose()
+    }
+
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+        claim_id: i64,
+        limit: u32,
+        skip: &[WebhookId],
+    ) -> Result<Vec<Claimed>, StoreError> {
+        let d = self.dialect();
+        let rows = self
+            .backend
+            .fetch(&claim(d, now, until, claim_id, limit, skip))
+            .await?;
+        let ids = rows
+            .iter()
+            .map(|r| r.int(0))
+            .collect::<Result<Vec<_>, _>>()?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = self.backend.fetch(&claimed(d, &ids)).await?;
+        rows.iter().map(|r| claimed_of(r, now)).collect()
+    }
+
+    async fn finish(
+        &self,
+        delivery: DeliveryId,
+        claim_id: i64,
+        attempts: &[Attempt],
+        outcome: Finished,
+    ) -> Result<bool, StoreError> {
+        let (state, next) = match outcome {
+            Finished::Delivered => (DeliveryState::Delivered, None),
+            Finished::Retry { next } => (DeliveryState::Pending, Some(next)),
+            Finished::Failed => (DeliveryState::Failed, None),
+        };
+        let args = vec![
+            id_arg(delivery),
+            Arg::Int(claim_id),
+            Arg::Text(state.as_str().to_owned()),
+            Arg::Doc(doc(&Some(attempts))?),
+            Arg::OptTime(next),
+        ];
+        let n = self
+            .backend
+            .execute(&Sql::fixed(self.dialect(), &FINISH, args))
+            .await?;
+        Ok(n == 1)
+    }
+
+    async fn release(&self, delivery: DeliveryId, claim_id: i64) -> Result<(), StoreError> {
+        let args = vec![id_arg(delivery), Arg::Int(claim_id)];
+        self.backend
+            .execute(&Sql::fixed(self.dialect(), &RELEASE, args))
+            .await
+            .map(drop)
+    }
+
+    async fn disable_webhook(&self, id: &WebhookId) -> Result<(), StoreError> {
+        let d = self.dialect();
+        let arg = || vec![Arg::Text(id.as_str().to_owned())];
+        let (disable, fail) = (
+            Sql::fixed(d, &DISABLE_WEBHOOK, arg()),
+            Sql::fixed(d, &FAIL_PENDING, arg()),
+        );
+        retrying(self.backend.retries(), || async {
+            let mut tx = self.backend.begin(Lock::Plain).await?;
+            tx.execute(&disable).await?;
+            tx.execute(&fail).await?;
+            tx.commit().await
+        })
+        .await
+    }
+
+    async fn outbox_stats(&self) -> Result<OutboxStats, StoreError> {
+        let rows = self
+            .backend
+            .fetch(&Sql::fixed(self.dialect(), &OUTBOX_STATS, Vec::new()))
+            .await?;
+        let row = rows
+            .first()
+            .ok_or_else(|| bad("COUNT(*) returned no row"))?;
+        Ok(OutboxStats {
+            pending: u64::try_from(row.int(0)?).map_err(bad)?,
+            oldest_due: row.opt_time(1)?,
+        })
+    }
+
+    fn outbox_queued(&self) -> Arc<Notify> {
+        self.backend.outbox().clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixed_statements_hold_no_dollar_but_placeholders() {
+        for stmt in [
+            &QUEUE_DELIVERIES,
+            &INSERT_WEBHOOK,
+            &LIST_WEBHOOKS,
+            &GET_WEBHOOK,
+            &DELETE_WEBHOOK_DELIVERIES,
+            &DELETE_WEBHOOK,
+            &ROTATE_SECRET,
+            &DELIVERIES,
+            &REDELIVER,
+            &DELIVERY_BY_ID,
+            &FINISH,
+            &RELEASE,
+            &DISABLE_WEBHOOK,
+            &FAIL_PENDING,
+            &OUTBOX_STATS,
+        ] {
+            let sqlite = stmt.text(Dialect::Sqlite);
+            assert!(!sqlite.contains('$'), "{sqlite}");
+        }
+    }
+}
