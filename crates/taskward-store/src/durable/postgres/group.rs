@@ -158,9 +158,19 @@ async fn work<S: Statement>(
                 }
             }
             Err(e) => {
+                let unreachable = matches!(e, StoreError::Unavailable { .. });
                 let err = each_error(e);
                 for reply in replies {
                     let _ = reply.send(Err(err()));
+                }
+                // PostgreSQL just could not be reached (the retries included): what queued
+                // meanwhile would only wait for the same answer, a connection timeout each, so
+                // it gets it now and its clients can retry (503, Retry-After).
+                if unreachable {
+                    let mut rx = queue.lock().await;
+                    while let Ok((_, reply)) = rx.try_recv() {
+                        let _ = reply.send(Err(err()));
+                    }
                 }
             }
         }
