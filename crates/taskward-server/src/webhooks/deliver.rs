@@ -299,10 +299,9 @@ impl Worker {
             Ok(answer) => (
                 Some(answer.status),
                 answer.body.clone(),
-                (!(200..300).contains(&answer.status))
-                    .then(|| format!("the receiver answered {}", answer.status)),
+                (!answer.taken()).then(|| format!("the receiver answered {}", answer.status)),
             ),
-            Err(e) => (e.status, None, Some(e.error.clone())),
+            Err(e) => (None, None, Some(e.error.clone())),
         };
         let mut attempts = c.delivery.attempts.clone();
         attempts.push(Attempt {
@@ -314,7 +313,7 @@ impl Worker {
         });
         let gone = status_code == Some(410);
         let (outcome, label) = match (&result, gone) {
-            (Ok(a), _) if (200..300).contains(&a.status) => (Finished::Delivered, "delivered"),
+            (Ok(a), _) if a.taken() => (Finished::Delivered, "delivered"),
             (_, true) => (Finished::Failed, "gone"),
             (Err(e), _) if e.final_ => (Finished::Failed, "failed"),
             _ => match self.next_attempt(attempts.len(), at) {
@@ -416,9 +415,15 @@ struct Answer {
     body: Option<String>,
 }
 
+impl Answer {
+    /// A 2xx: delivered.
+    fn taken(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+}
+
 /// An attempt that got no answer.
 struct Sent {
-    status: Option<u16>,
     error: String,
     /// No later attempt could do better.
     final_: bool,
@@ -427,7 +432,6 @@ struct Sent {
 impl Sent {
     fn retry(error: impl Into<String>) -> Self {
         Sent {
-            status: None,
             error: error.into(),
             final_: false,
         }
@@ -435,7 +439,6 @@ impl Sent {
 
     fn failed(error: impl Into<String>) -> Self {
         Sent {
-            status: None,
             error: error.into(),
             final_: true,
         }

@@ -95,20 +95,12 @@ fn push_where(sql: &mut Sql, tenant: &Tenant, q: &ListQuery) {
         sql.push(&format!(" AND t.active = {t}"));
     }
     if !q.statuses.is_empty() {
-        let list: Vec<String> = q
-            .statuses
-            .iter()
-            .map(|s| sql.arg(Arg::Text(s.as_str().to_owned())))
-            .collect();
-        sql.push(&format!(" AND t.status IN ({})", list.join(", ")));
+        let list = sql.list(q.statuses.iter().map(|s| Arg::Text(s.as_str().to_owned())));
+        sql.push(&format!(" AND t.status IN ({list})"));
     }
     if !q.task_types.is_empty() {
-        let list: Vec<String> = q
-            .task_types
-            .iter()
-            .map(|s| sql.arg(Arg::Text(s.clone())))
-            .collect();
-        sql.push(&format!(" AND t.task_type IN ({})", list.join(", ")));
+        let list = sql.list(q.task_types.iter().cloned().map(Arg::Text));
+        sql.push(&format!(" AND t.task_type IN ({list})"));
     }
     if let Some(s) = &q.search {
         let p = sql.arg(Arg::Text(s.clone()));

@@ -89,6 +89,14 @@ impl Sql {
         }
     }
 
+    /// Adds each argument; returns their placeholders, comma-separated (for `IN (…)`).
+    pub(crate) fn list(&mut self, args: impl IntoIterator<Item = Arg>) -> String {
+        args.into_iter()
+            .map(|a| self.arg(a))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     pub(crate) fn bool_lit(&self, b: bool) -> &'static str {
         match (self.d, b) {
             (Dialect::Sqlite, true) => "1",

@@ -204,15 +204,8 @@ fn claim(
         .push(&now)
         .push(")");
     if !skip.is_empty() {
-        sql.push(" AND d.webhook_id NOT IN (");
-        for (i, id) in skip.iter().enumerate() {
-            if i > 0 {
-                sql.push(", ");
-            }
-            let p = sql.arg(Arg::Text(id.as_str().to_owned()));
-            sql.push(&p);
-        }
-        sql.push(")");
+        let list = sql.list(skip.iter().map(|id| Arg::Text(id.as_str().to_owned())));
+        sql.push(&format!(" AND d.webhook_id NOT IN ({list})"));
     }
     sql.push(" ORDER BY d.next_attempt_at LIMIT ");
     let limit = sql.arg(Arg::Int(i64::from(limit)));
@@ -241,14 +234,8 @@ fn claimed(d: Dialect, ids: &[i64]) -> Sql {
              AND e.event_id = d.event_id WHERE d.delivery_id IN ("
         ),
     );
-    for (i, id) in ids.iter().enumerate() {
-        if i > 0 {
-            sql.push(", ");
-        }
-        let p = sql.arg(Arg::Int(*id));
-        sql.push(&p);
-    }
-    sql.push(")");
+    let list = sql.list(ids.iter().copied().map(Arg::Int));
+    sql.push(&list).push(")");
     sql
 }
 
