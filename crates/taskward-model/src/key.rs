@@ -9,6 +9,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
 
 use crate::time::{serde_rfc3339, serde_rfc3339_opt};
 use crate::Invalid;
@@ -319,5 +320,37 @@ mod tests {
         assert_eq!(format!("[{org:<6}]"), "[acme  ]");
         assert_eq!(format!("[{:>6}]", Mode::Live), "[  live]");
         assert_eq!(format!("[{scopes:<12}]"), "[read,write  ]");
+    }
+}
+
+/// `GET /v1/keys/self`: what the presented key is and may do, so that a client (the dashboard)
+/// can offer only the actions its key is allowed. Never the secret or its hint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct KeySelf {
+    /// The key's public identifier (`taskward keys list`, `keys revoke`).
+    #[schema(example = "key_3f9a1c2b7d4eA8Zq")]
+    pub key_id: String,
+    /// The organisation whose tasks the key sees.
+    #[schema(value_type = String, example = "acme")]
+    pub org: OrgId,
+    #[schema(value_type = String, example = "test")]
+    pub mode: Mode,
+    /// Scope names, in the order `read`, `cancel`, `write`, `admin`.
+    #[schema(example = json!(["read", "cancel"]))]
+    pub scopes: Vec<String>,
+}
+
+impl From<&KeyRecord> for KeySelf {
+    fn from(k: &KeyRecord) -> Self {
+        Self {
+            key_id: k.key_id.clone(),
+            org: k.org.clone(),
+            mode: k.mode,
+            scopes: Scope::ALL
+                .into_iter()
+                .filter(|s| k.scopes.contains(*s))
+                .map(|s| s.as_str().to_owned())
+                .collect(),
+        }
     }
 }

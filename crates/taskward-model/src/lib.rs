@@ -17,7 +17,7 @@ pub mod webhook;
 
 pub use error_body::{ErrorBody, ErrorDetail};
 pub use event::{Counts, EventId, EventType, History, StoredEvent, TaskEvent};
-pub use key::{ApiKey, KeyRecord, Mode, OrgId, Scope, Scopes, Tenant};
+pub use key::{ApiKey, KeyRecord, KeySelf, Mode, OrgId, Scope, Scopes, Tenant};
 pub use progress::{Progress, ProgressTrack};
 pub use task::{
     CreateTask, IoItem, Task, TaskId, TaskResponse, TaskStatus, TaskTypes, TransitionError,

@@ -18,7 +18,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::OpenApi as Document;
 use utoipa::{Modify, OpenApi};
 
-use crate::api::{events, health, tasks};
+use crate::api::{events, health, keys, tasks};
 #[cfg(test)]
 use crate::router::RESERVED_TASK_IDS;
 use crate::webhooks::api as webhooks;
@@ -38,7 +38,7 @@ use requests::{
         events::history, events::counts, events::task_events, events::tenant_events,
         webhooks::create, webhooks::list, webhooks::get, webhooks::delete,
         webhooks::rotate_secret, webhooks::deliveries, webhooks::redeliver,
-        health::healthz, health::readyz, health::openapi_json,
+        keys::key_self, health::healthz, health::readyz, health::openapi_json,
     ),
     modifiers(&BearerAuth),
 )]
@@ -420,6 +420,7 @@ mod tests {
             "/v1/tasks/{task_id}/events",
             "/v1/tasks/counts",
             "/v1/events",
+            "/v1/keys/self",
             "/healthz",
             "/readyz",
             "/metrics",

@@ -13,7 +13,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 use taskward_model::{Invalid, TaskId};
 
-use crate::api::{events, health, tasks};
+use crate::api::{events, health, keys, tasks};
 use crate::error::ApiError;
 use crate::limits::{self, Limits};
 use crate::metrics;
@@ -79,6 +79,8 @@ pub fn router(state: AppState) -> Router {
             "/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver",
             post(webhooks::redeliver),
         )
+        .route("/v1/keys/self", get(keys::key_self))
+        .merge(crate::dashboard::router())
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/openapi.json", get(health::openapi_json))

@@ -244,3 +244,62 @@ async fn unknown_routes_and_methods_answer_in_the_error_shape() {
         .unwrap();
     assert_error(res, StatusCode::METHOD_NOT_ALLOWED).await;
 }
+
+#[tokio::test]
+async fn any_valid_key_may_ask_what_it_may_do_and_nothing_else_may() {
+    let app = spawn_app_with(|s| s.auth.key_cache_ttl_ms = 0).await;
+    for (scopes, want) in [
+        ("cancel", json!(["cancel"])),
+        ("write,read", json!(["read", "write"])),
+        (
+            "admin,cancel,write,read",
+            json!(["read", "cancel", "write", "admin"]),
+        ),
+    ] {
+        let key = app.key_for("globex", Mode::Live, scopes).await;
+        let res = send(
+            &app,
+            &Method::GET,
+            "/v1/keys/self",
+            &None,
+            Some(&format!("Bearer {key}")),
+        )
+        .await;
+        assert_eq!(res.status(), StatusCode::OK, "{scopes}");
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["org"], "globex");
+        assert_eq!(body["mode"], "live");
+        assert_eq!(body["scopes"], want, "{scopes}");
+        assert!(
+            body["key_id"].as_str().unwrap().starts_with("key_"),
+            "{body}"
+        );
+        // Only those four fields: never the key, its hint or its hash.
+        assert_eq!(body.as_object().unwrap().len(), 4, "{body}");
+        assert!(!body.to_string().contains(&key[..12]), "{body}");
+    }
+
+    let revoked = app.key_for("acme", Mode::Test, "read").await;
+    let store = taskward_server::open_store(&app.settings).await.unwrap();
+    assert!(store.keys.revoke(&revoked).await.unwrap());
+    for auth in [
+        None,
+        Some("Bearer".to_owned()),
+        Some("Bearer sk_test_0000000000000000000000000000".to_owned()),
+        Some(format!("Bearer {revoked}")),
+        Some(format!("Basic {}", app.key)),
+    ] {
+        let res = send(&app, &Method::GET, "/v1/keys/self", &None, auth.as_deref()).await;
+        let b = assert_error(res, StatusCode::UNAUTHORIZED).await;
+        assert_eq!(b["error"]["type"], "unauthorized", "{auth:?}");
+    }
+    let res = send(
+        &app,
+        &Method::POST,
+        "/v1/keys/self",
+        &Some(json!({})),
+        Some(&format!("Bearer {}", app.key)),
+    )
+    .await;
+    assert_error(res, StatusCode::METHOD_NOT_ALLOWED).await;
+}

@@ -153,9 +153,11 @@ fn segment() -> impl Strategy<Value = String> {
 fn path() -> impl Strategy<Value = String> {
     prop_oneof![
         2 => prop::sample::select(
-            &["/v1/tasks", "/v1/tasks/", "/v1/tasks/list", "/healthz", "/readyz", "/metrics", "/openapi.json", "/"][..]
+            &["/v1/tasks", "/v1/tasks/", "/v1/tasks/list", "/v1/keys/self", "/healthz", "/readyz", "/metrics", "/openapi.json", "/", "/dashboard", "/dashboard/"][..]
         )
         .prop_map(str::to_owned),
+        1 => segment().prop_map(|s| format!("/dashboard/tasks/{s}")),
+        1 => prop_oneof![Just("app.js".to_owned()), segment()].prop_map(|s| format!("/dashboard/assets/{s}")),
         3 => segment().prop_map(|s| format!("/v1/tasks/{s}")),
         1 => segment().prop_map(|s| format!("/v1/tasks/{s}/kill")),
         1 => prop::collection::vec(segment(), 0..4).prop_map(|v| format!("/{}", v.join("/"))),

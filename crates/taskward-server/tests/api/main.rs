@@ -12,6 +12,7 @@ mod attacks;
 mod auth;
 mod bad_input;
 mod concurrency;
+mod dashboard;
 mod events;
 mod generated;
 mod keep_alive;
