@@ -218,8 +218,12 @@ pub struct WebhookSettings {
     pub max_concurrency: usize,
     /// Most attempts in flight per endpoint per instance.
     pub per_endpoint_concurrency: usize,
-    /// Milliseconds between looks for due deliveries; a write on this instance that queues
-    /// deliveries wakes the dispatcher at once.
+    /// An endpoint is given no new delivery while it has this many pending (in flight or
+    /// awaiting a retry): one that fails everything holds this many, its backlog waits in the
+    /// event log, and a few events it keeps refusing do not hold up the others.
+    pub max_pending_per_endpoint: usize,
+    /// Milliseconds between looks for due deliveries and new events; a write on this instance
+    /// wakes the dispatcher sooner (within 20 ms).
     pub poll_interval_ms: u64,
 }
 
@@ -232,6 +236,7 @@ impl Default for WebhookSettings {
             allow_private_networks: false,
             max_concurrency: 64,
             per_endpoint_concurrency: 8,
+            max_pending_per_endpoint: 128,
             poll_interval_ms: 1_000,
         }
     }
@@ -370,9 +375,13 @@ impl Settings {
                 "webhooks.retry_schedule_seconds: {bad} is not a number of seconds from 0 to 30 days"
             ));
         }
-        if w.timeout_ms == 0 || w.max_concurrency == 0 || w.per_endpoint_concurrency == 0 {
+        if w.timeout_ms == 0
+            || w.max_concurrency == 0
+            || w.per_endpoint_concurrency == 0
+            || w.max_pending_per_endpoint == 0
+        {
             return Err(
-                "webhooks.timeout_ms, max_concurrency and per_endpoint_concurrency must be at least 1"
+                "webhooks.timeout_ms, max_concurrency, per_endpoint_concurrency and max_pending_per_endpoint must be at least 1"
                     .into(),
             );
         }

@@ -1,7 +1,9 @@
-//! The webhook outbox as the durable tier keeps it: endpoints, and one delivery row per
-//! (endpoint, matching event), written in the transaction of the event (see
-//! `durable::sql::append_event`). Delivering is the server's work; this is what it claims and
-//! records.
+//! The webhook outbox as the durable tier keeps it: endpoints, each with a cursor in its
+//! tenant's event log, and delivery rows. The event a write appends in its transaction (see
+//! `durable::sql::append_event`) is the durable record; an endpoint's deliveries are made from
+//! the log in order, claimed as they are made, as the dispatcher has room to attempt them
+//! (`claim_due`), and a delivery row then keeps its attempts, retries and outcome. Delivering
+//! is the server's work; this is what it claims and records.
 
 use std::sync::Arc;
 
@@ -49,6 +51,17 @@ pub struct Claimed {
     pub event: Option<StoredEvent>,
 }
 
+/// How many new deliveries from the log one endpoint may be given.
+#[derive(Debug, Clone, Copy)]
+pub struct EndpointRoom {
+    /// At most this many in one claim (its attempts in flight are limited to as many).
+    pub per_claim: u32,
+    /// None while the endpoint has this many pending deliveries (in flight or awaiting a
+    /// retry): an endpoint that fails everything holds this many rows, and its backlog waits
+    /// in the event log until they resolve.
+    pub pending: u32,
+}
+
 /// What became of an attempt.
 #[derive(Debug, Clone)]
 pub enum Finished {
@@ -64,7 +77,8 @@ pub enum Finished {
 /// The outbox's size, for metrics.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct OutboxStats {
-    /// Pending deliveries, due or not.
+    /// Pending deliveries, due or not, and events past endpoints' cursors (at most this many:
+    /// an endpoint's selection may pass some over).
     pub pending: u64,
     /// When the oldest pending delivery became due (none pending: `None`).
     pub oldest_due: Option<DateTime<Utc>>,
@@ -116,9 +130,11 @@ pub trait WebhookStore: Send + Sync + std::fmt::Debug + 'static {
         now: DateTime<Utc>,
     ) -> Result<Option<Delivery>, StoreError>;
 
-    /// Claims up to `limit` deliveries due at `now` (oldest due first) for `claim` until
-    /// `until`, skipping the endpoints in `skip` and disabled ones. Every instance claims from
-    /// the same rows; a row is claimed by one claim at a time.
+    /// Claims up to `limit` deliveries due at `now` for `claim` until `until`, skipping the
+    /// endpoints in `skip` and disabled ones: first rows already due (retries, redeliveries;
+    /// oldest due first), then, with the room left, new deliveries from the event log, as
+    /// `room` allows each endpoint. Every instance claims from the same rows and cursors; a row
+    /// is claimed by one claim at a time, and an event becomes an endpoint's delivery once.
     async fn claim_due(
         &self,
         now: DateTime<Utc>,
@@ -126,6 +142,7 @@ pub trait WebhookStore: Send + Sync + std::fmt::Debug + 'static {
         claim: i64,
         limit: u32,
         skip: &[WebhookId],
+        room: EndpointRoom,
     ) -> Result<Vec<Claimed>, StoreError>;
 
     /// Records an attempt of a claimed delivery and what follows; `false` if the claim was
@@ -147,7 +164,7 @@ pub trait WebhookStore: Send + Sync + std::fmt::Debug + 'static {
 
     async fn outbox_stats(&self) -> Result<OutboxStats, StoreError>;
 
-    /// Notified after a write of this process queued deliveries, so its workers need not wait
+    /// Notified after a write of this process appended events, so its workers need not wait
     /// for their next poll.
     fn outbox_queued(&self) -> Arc<Notify>;
 }

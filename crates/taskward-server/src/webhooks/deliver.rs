@@ -5,9 +5,11 @@
 //! in flight, `per_endpoint_concurrency` per endpoint; endpoints at their limit are left out of
 //! the claim), for a lease of twice the attempt timeout plus [`LEASE_MARGIN`]: a crash mid-attempt
 //! leaves the row due again when the lease runs out, and an attempt cannot outlive its lease
-//! (the client's timeout ends it first), so no two instances make the same attempt. It wakes
-//! when a write of this process queued deliveries, when an attempt ends (room for more), and
-//! every `poll_interval_ms` for what other instances queued or what became due.
+//! (the client's timeout ends it first), so no two instances make the same attempt. New
+//! deliveries come from the event log (`claim_due`): an endpoint is given only as many as it
+//! has room for, so one that hangs holds a few rows, not one per event. It wakes when a write
+//! of this process appended events, when an attempt ends (room for more), and every
+//! `poll_interval_ms` for what other instances wrote or what became due.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -24,7 +26,7 @@ use reqwest::header::{HeaderValue, CONTENT_TYPE};
 use serde::Serialize;
 use taskward_model::webhook::{Attempt, WebhookId};
 use taskward_model::{EventId, EventType, TaskResponse};
-use taskward_store::webhooks::{Claimed, Finished, WebhookStore};
+use taskward_store::webhooks::{Claimed, EndpointRoom, Finished, WebhookStore};
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -43,6 +45,8 @@ const CLAIM_BATCH: usize = 64;
 const KEPT_BODY: usize = 1024;
 /// How often the queue gauges are refreshed.
 const STATS_EVERY: Duration = Duration::from_secs(5);
+/// How long the dispatcher lets writes accumulate after one wakes it.
+const WRITES_SETTLE: Duration = Duration::from_millis(20);
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
@@ -79,7 +83,7 @@ impl WebhookMetrics {
         );
         registry.register(
             "taskward_webhook_pending",
-            "Webhook deliveries not yet delivered or failed, due or not",
+            "Webhook deliveries not yet delivered or failed, due or not, and events not yet given to their endpoints (at most)",
             m.pending.clone(),
         );
         registry.register(
@@ -186,7 +190,15 @@ impl Worker {
             }
             tokio::select! {
                 () = stop.cancelled() => break,
-                () = queued.notified() => {}
+                () = queued.notified() => {
+                    // Every write wakes the dispatcher; under a stream of writes it looks at
+                    // most once per WRITES_SETTLE, so a deployment without endpoints pays a
+                    // few cheap queries a second, not one per write.
+                    tokio::select! {
+                        () = stop.cancelled() => break,
+                        () = tokio::time::sleep(WRITES_SETTLE) => {}
+                    }
+                }
                 () = self.ended.notified() => {}
                 () = tokio::time::sleep(poll) => {}
             }
@@ -203,12 +215,23 @@ impl Worker {
                 return;
             }
             let skip = self.saturated();
+            let per_endpoint = self.settings.per_endpoint_concurrency.max(1);
             let claim: i64 = rand::random();
             let now = Utc::now();
             let until = now + chrono::Duration::from_std(self.lease).unwrap_or_default();
             let claimed = match self
                 .store
-                .claim_due(now, until, claim, room as u32, &skip)
+                .claim_due(
+                    now,
+                    until,
+                    claim,
+                    room as u32,
+                    &skip,
+                    EndpointRoom {
+                        per_claim: per_endpoint as u32,
+                        pending: self.settings.max_pending_per_endpoint.max(1) as u32,
+                    },
+                )
                 .await
             {
                 Ok(c) => c,

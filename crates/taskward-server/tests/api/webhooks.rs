@@ -533,3 +533,115 @@ async fn deliveries_page_newest_first() {
     assert_eq!(rest["results"].as_array().unwrap().len(), 2);
     assert_eq!(rest["results"][1]["task_id"], "wh-page-0");
 }
+
+/// The event log is the outbox: an endpoint that hangs holds only as many deliveries as it may
+/// have attempts in flight, whatever the writes; once it answers again it receives every event
+/// it missed, in order, each once.
+#[tokio::test]
+async fn an_endpoint_that_hangs_holds_a_few_rows_and_later_gets_its_whole_backlog_in_order() {
+    let app = spawn_app_with(|s| {
+        quick(s);
+        s.webhooks.timeout_ms = 300;
+        s.webhooks.retry_schedule_seconds = vec![0.2; 30];
+        s.webhooks.per_endpoint_concurrency = 1;
+        s.webhooks.max_pending_per_endpoint = 3;
+    })
+    .await;
+    let receiver = Receiver::start(Answer::Hang).await;
+    let hook = create_webhook(&app, &receiver.url, json!(["task.created"])).await;
+    let id = hook["webhook_id"].as_str().unwrap();
+    for i in 0..40 {
+        let res = app
+            .create(
+                &app.key,
+                json!({"task_id": format!("bl-{i:02}"), "task_type": "thumbnail"}),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+    }
+    // While it hangs, attempts go on (retries and new deliveries), and the endpoint holds at
+    // most 3 rows: the rest of its 40 events wait in the log.
+    receiver.wait_hits(12, WAIT).await;
+    let (status, body) = json_of(
+        &app,
+        Method::GET,
+        &format!("/v1/webhooks/{id}/deliveries?limit=100"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let rows = body["results"].as_array().unwrap();
+    assert!(
+        !rows.is_empty() && rows.len() <= 3,
+        "a hanging endpoint holds {} rows",
+        rows.len()
+    );
+    assert!(rows.iter().all(|d| d["state"] == "pending"), "{rows:?}");
+    let metrics = app.public_text("/metrics").await;
+    assert!(metrics.contains("taskward_webhook_pending"), "{metrics}");
+
+    receiver.answer(Answer::Status(204));
+    let deadline = std::time::Instant::now() + WAIT;
+    let delivered = loop {
+        let (status, body) = json_of(
+            &app,
+            Method::GET,
+            &format!("/v1/webhooks/{id}/deliveries?limit=100&state=delivered"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        let d = body["results"].as_array().unwrap().clone();
+        if d.len() == 40 {
+            break d;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} of 40 delivered",
+            d.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // Each task's event once, and (newest first) in the order the tasks were written.
+    let tasks: Vec<&str> = delivered
+        .iter()
+        .rev()
+        .map(|d| d["task_id"].as_str().unwrap())
+        .collect();
+    let expected: Vec<String> = (0..40).map(|i| format!("bl-{i:02}")).collect();
+    assert_eq!(tasks, expected);
+    let events: Vec<u64> = delivered
+        .iter()
+        .rev()
+        .map(|d| d["event_id"].as_str().unwrap().parse().unwrap())
+        .collect();
+    assert!(events.windows(2).all(|w| w[0] < w[1]), "{events:?}");
+}
+
+/// An endpoint receives the events after its creation, not its tenant's history; and a long
+/// run of events its selection does not want is passed over, not a wall.
+#[tokio::test]
+async fn an_endpoint_gets_only_later_events_and_passes_over_unwanted_ones() {
+    let app = app().await;
+    complete(&app, "before").await;
+    let receiver = Receiver::start(Answer::Status(200)).await;
+    let hook = create_webhook(&app, &receiver.url, json!(["task.completed"])).await;
+    let id = hook["webhook_id"].as_str().unwrap();
+    app.create_processing("busy").await;
+    for n in 0..300 {
+        let res = app
+            .patch(&app.key, "busy", json!({"additional_data": {"n": n}}))
+            .await;
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    complete(&app, "after").await;
+    let hits = receiver.wait_hits(1, WAIT).await;
+    assert_eq!(hits[0].json()["data"]["task_id"], "after");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        receiver.hits().len(),
+        1,
+        "an event from before the endpoint was sent"
+    );
+    let d = deliveries(&app, id).await;
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(d[0]["task_id"], "after");
+}

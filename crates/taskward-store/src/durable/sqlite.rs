@@ -51,6 +51,10 @@ const MIGRATIONS: &[Migration] = &[
         version: 5,
         sql: include_str!("../../migrations/sqlite/0005_webhooks.sql"),
     },
+    Migration {
+        version: 6,
+        sql: include_str!("../../migrations/sqlite/0006_webhook_cursors.sql"),
+    },
 ];
 
 /// The durable tier on a SQLite file.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde_json::value::RawValue;
 use sqlx::types::Json;
 use sqlx::PgConnection;
-use taskward_model::{EventType, Task, TaskId, TaskStatus, Tenant};
+use taskward_model::{Task, TaskId, TaskStatus, Tenant};
 use tokio::sync::Notify;
 
 use super::errors::classify;
@@ -36,13 +36,13 @@ pub(crate) struct Replace {
 /// The same statement appends the won writes' events: it takes ids from each tenant's counter
 /// (tenants in key order, so groups never deadlock on counters either; the counter row stays
 /// locked until the commit, which keeps ids visible in the order given) and numbers the events
-/// in the order of the group, and queues each event's webhook deliveries (one per endpoint of
-/// the tenant that wants its type).
+/// in the order of the group. Those events are also the webhook outbox's record; endpoints are
+/// given their deliveries from the log, off the write path.
 #[derive(Debug)]
 pub(crate) struct CommitGroup {
     /// `LISTEN/NOTIFY` channel of this schema's task changes.
     pub channel: Arc<str>,
-    /// Notified when a group queued webhook deliveries.
+    /// Notified when a group appended events (the webhook dispatcher looks for new work).
     pub outbox: Arc<Notify>,
 }
 
@@ -85,11 +85,7 @@ impl Statement for CommitGroup {
             let col = |f: fn(&Replace) -> &str| group.iter().map(f).collect::<Vec<_>>();
             // Each won write is announced on the channel in the same transaction, so other
             // instances' waiters hear of exactly the committed writes, as they commit.
-            let kinds: Vec<EventType> = group
-                .iter()
-                .map(|r| EventType::of_change(Some(r.previous), r.task.status))
-                .collect();
-            let rows: Vec<(i32, i64)> = sqlx::query_as(
+            let rows: Vec<(i32,)> = sqlx::query_as(
                 "WITH won AS (UPDATE tasks AS t SET task_type = v.task_type, status = v.status, \
                  active = v.active, inputs = v.inputs, outputs = v.outputs, \
                  additional_data = v.additional_data, description = v.description, \
@@ -100,17 +96,16 @@ impl Statement for CommitGroup {
                              $6::text[], $7::bool[], $8::jsonb[], $9::jsonb[], $10::jsonb[], \
                              $11::text[], $12::timestamptz[], $13::timestamptz[], \
                              $14::timestamptz[], $15::int8[], $16::int8[], $17::timestamptz[], \
-                             $18::int8[], $19::jsonb[], $20::text[], $21::jsonb[], \
-                             $23::text[], $24::int8[]) \
+                             $18::int8[], $19::jsonb[], $20::text[], $21::jsonb[]) \
                    AS v(idx, org, mode, task_id, task_type, status, active, inputs, outputs, \
                         additional_data, description, updated_at, started_at, finished_at, \
                         version, expected, created_at, write_id, progress, \
-                        previous_status, event_task, event_type, event_bit) \
+                        previous_status, event_task) \
                  WHERE t.org = v.org AND t.mode = v.mode AND t.task_id = v.task_id \
                    AND ((t.version = v.expected AND t.created_at = v.created_at) \
                         OR t.write_id = v.write_id) \
                  RETURNING v.idx, t.org, t.mode, t.task_id, t.version, v.previous_status, \
-                           v.event_task, v.event_type, v.event_bit, v.updated_at), \
+                           v.event_task), \
                  per_tenant AS (SELECT org, mode, count(*) AS n FROM won GROUP BY org, mode), \
                  taken AS (INSERT INTO event_counters AS c (org, mode, last) \
                    SELECT org, mode, n FROM per_tenant ORDER BY org, mode \
@@ -123,18 +118,8 @@ impl Statement for CommitGroup {
                      w.version, w.previous_status, w.event_task \
                    FROM won w JOIN taken k ON k.org = w.org AND k.mode = w.mode \
                    JOIN per_tenant p ON p.org = w.org AND p.mode = w.mode \
-                   ON CONFLICT (org, mode, task_id, version) DO NOTHING \
-                   RETURNING org, mode, task_id, version, event_id), \
-                 queued AS (INSERT INTO webhook_deliveries (webhook_id, org, mode, event_id, \
-                   task_id, event_type, state, attempts, next_attempt_at, created_at) \
-                   SELECT h.webhook_id, e.org, e.mode, e.event_id, e.task_id, w.event_type, \
-                     'pending', '[]', w.updated_at, w.updated_at \
-                   FROM events e JOIN won w ON w.org = e.org AND w.mode = e.mode \
-                     AND w.task_id = e.task_id AND w.version = e.version \
-                   JOIN webhooks h ON h.org = e.org AND h.mode = e.mode AND NOT h.disabled \
-                     AND (h.event_mask & w.event_bit) <> 0 \
-                   RETURNING 1) \
-                 SELECT won.idx, (SELECT count(*) FROM queued) FROM won, \
+                   ON CONFLICT (org, mode, task_id, version) DO NOTHING) \
+                 SELECT won.idx FROM won, \
                    pg_notify($22, won.org || ' ' || won.mode || ' ' || won.task_id || ' ' || won.version) AS n",
             )
             .bind((0..group.len() as i32).collect::<Vec<i32>>())
@@ -164,16 +149,14 @@ impl Statement for CommitGroup {
                     .collect::<Result<Docs, _>>()?,
             )
             .bind(&*self.channel)
-            .bind(kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>())
-            .bind(kinds.iter().map(|k| k.bit()).collect::<Vec<_>>())
             .fetch_all(conn)
             .await
             .map_err(classify)?;
-            if rows.iter().any(|(_, queued)| *queued > 0) {
+            if !rows.is_empty() {
                 self.outbox.notify_one();
             }
             let mut answers = vec![false; group.len()];
-            for (i, _) in rows {
+            for (i,) in rows {
                 if let Some(a) = usize::try_from(i).ok().and_then(|i| answers.get_mut(i)) {
                     *a = true;
                 }

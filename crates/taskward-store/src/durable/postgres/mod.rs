@@ -55,6 +55,10 @@ const MIGRATIONS: &[Migration] = &[
         version: 4,
         sql: include_str!("../../../migrations/postgres/0004_webhooks.sql"),
     },
+    Migration {
+        version: 5,
+        sql: include_str!("../../../migrations/postgres/0005_webhook_cursors.sql"),
+    },
 ];
 
 /// Arbitrary, fixed key of the advisory lock that serialises migrations.

@@ -23,9 +23,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::{Database, Pool};
 use taskward_model::list::{ListPage, ListQuery};
-use taskward_model::{
-    Counts, EventId, EventType, KeyRecord, StoredEvent, Task, TaskId, TaskStatus, Tenant,
-};
+use taskward_model::{Counts, EventId, KeyRecord, StoredEvent, Task, TaskId, TaskStatus, Tenant};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -64,7 +62,7 @@ pub(crate) trait Backend: Send + Sync + std::fmt::Debug + 'static {
     /// The pool that reads (may be the writer).
     fn reader(&self) -> &Pool<Self::Db>;
 
-    /// Notified after a write queued webhook deliveries (see
+    /// Notified after a write appended an event (see
     /// [`crate::webhooks::WebhookStore::outbox_queued`]).
     fn outbox(&self) -> &Arc<Notify>;
 
@@ -115,11 +113,9 @@ pub(crate) trait Backend: Send + Sync + std::fmt::Debug + 'static {
                 return Ok(false);
             }
             let announce = self.announce(tenant, task);
-            let queued = append_event(&mut tx, announce, tenant, Some(previous), task).await?;
+            append_event(&mut tx, announce, tenant, Some(previous), task).await?;
             tx.commit().await?;
-            if queued {
-                self.outbox().notify_one();
-            }
+            self.outbox().notify_one();
             Ok(true)
         })
         .await
@@ -141,16 +137,17 @@ pub(crate) trait Backend: Send + Sync + std::fmt::Debug + 'static {
     async fn close(&self) {}
 }
 
-/// Appends the event of a change from `previous` (`None`: a create) to `task`, with its
-/// webhook deliveries, in the transaction of the change, and runs the change's announcement
-/// there. `true` when deliveries were queued.
+/// Appends the event of a change from `previous` (`None`: a create) to `task` in the
+/// transaction of the change, and runs the change's announcement there. The event is also the
+/// webhook outbox's record: endpoints are given their deliveries from the log (see
+/// `webhooks.rs`), so a write adds one row however many endpoints want it.
 pub(crate) async fn append_event<DB: Driver>(
     tx: &mut Tx<DB>,
     announce: Option<Sql>,
     tenant: &Tenant,
     previous: Option<TaskStatus>,
     task: &Task,
-) -> Result<bool, StoreError> {
+) -> Result<(), StoreError> {
     let rows = tx
         .fetch(&statements::take_event_id(DB::DIALECT, tenant))
         .await?;
@@ -158,28 +155,18 @@ pub(crate) async fn append_event<DB: Driver>(
         .first()
         .ok_or_else(|| StoreError::internal("the event counter returned no row"))?
         .int(0)?;
-    let added = tx
-        .execute(&statements::insert_event(
-            DB::DIALECT,
-            tenant,
-            id,
-            previous,
-            task,
-        )?)
-        .await?;
-    // A statement run again after its first run committed finds its event there: its
-    // deliveries were queued with it.
-    let queued = if added == 1 {
-        let kind = EventType::of_change(previous, task.status);
-        let queue = webhooks::queue_deliveries(DB::DIALECT, tenant, id, task, kind);
-        tx.execute(&queue).await? > 0
-    } else {
-        false
-    };
+    tx.execute(&statements::insert_event(
+        DB::DIALECT,
+        tenant,
+        id,
+        previous,
+        task,
+    )?)
+    .await?;
     if let Some(announce) = announce {
         tx.fetch(&announce).await?;
     }
-    Ok(queued)
+    Ok(())
 }
 
 /// The durable tier on a SQL database: [`super::SqliteDurable`] or [`super::PostgresDurable`].
@@ -249,11 +236,9 @@ impl<B: Backend> DurableTier for SqlDurable<B> {
                 return Ok(false);
             }
             let announce = self.backend.announce(tenant, task);
-            let queued = append_event(&mut tx, announce, tenant, None, task).await?;
+            append_event(&mut tx, announce, tenant, None, task).await?;
             tx.commit().await?;
-            if queued {
-                self.backend.outbox().notify_one();
-            }
+            self.backend.outbox().notify_one();
             Ok(true)
         };
         // Twice at most: the task that took the id may be deleted (retention) before we read it.

@@ -8,11 +8,13 @@ use taskward_model::webhook::{Attempt, Delivery, DeliveryId, DeliveryState, Webh
 use taskward_model::{EventId, EventType, Mode, OrgId, StoredEvent, TaskId, Tenant};
 use tokio::sync::Notify;
 
-use super::codec::{doc, event_of_at, stored_int};
+use super::codec::{self, doc, event_of_at, stored_int};
 use super::driver::RowView;
 use super::text::{Arg, Dialect, Sql, Stmt};
-use super::{retrying, Backend, Lock, SqlDurable};
-use crate::webhooks::{Claimed, DeliveryQuery, Finished, NewWebhook, OutboxStats, WebhookStore};
+use super::{retrying, statements, Backend, Lock, SqlDurable};
+use crate::webhooks::{
+    Claimed, DeliveryQuery, EndpointRoom, Finished, NewWebhook, OutboxStats, WebhookStore,
+};
 use crate::StoreError;
 
 /// The columns an endpoint is read from, in [`webhook_of`] order.
@@ -76,37 +78,11 @@ fn id_arg(id: DeliveryId) -> Arg {
     Arg::Int(stored_int(id.0))
 }
 
-// Queued with an event (see `append_event`): one pending delivery per live endpoint of the
-// tenant that selects the event's type.
-static QUEUE_DELIVERIES: Stmt = Stmt::new(
-    "INSERT INTO webhook_deliveries (webhook_id, org, mode, event_id, task_id, event_type, \
-     state, attempts, next_attempt_at, created_at) \
-     SELECT webhook_id, org, mode, $3, $4, $5, 'pending', '[]', $6, $6 FROM webhooks \
-     WHERE org = $1 AND mode = $2 AND NOT disabled AND (event_mask & $7) <> 0",
-);
-
-/// The deliveries of an event, one per endpoint that wants it.
-pub(crate) fn queue_deliveries(
-    d: Dialect,
-    tenant: &Tenant,
-    event_id: i64,
-    task: &taskward_model::Task,
-    kind: EventType,
-) -> Sql {
-    let mut args: Vec<Arg> = tenant_args(tenant).into();
-    args.extend([
-        Arg::Int(event_id),
-        Arg::Text(task.task_id.as_str().to_owned()),
-        Arg::Text(kind.as_str().to_owned()),
-        Arg::Time(task.updated_at),
-        Arg::Int(kind.bit()),
-    ]);
-    Sql::fixed(d, &QUEUE_DELIVERIES, args)
-}
-
+// A new endpoint gets the events after the last one its tenant has so far.
 static INSERT_WEBHOOK: Stmt = Stmt::new(
     "INSERT INTO webhooks (webhook_id, org, mode, url, events, event_mask, description, secret, \
-     disabled, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, FALSE, $9)",
+     disabled, created_at, queued_through) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, FALSE, $9, \
+     COALESCE((SELECT last FROM event_counters WHERE org = $2 AND mode = $3), 0))",
 );
 
 static LIST_WEBHOOKS: Stmt = Stmt::new(concat!(
@@ -174,8 +150,111 @@ static FAIL_PENDING: Stmt = Stmt::new(
 );
 
 static OUTBOX_STATS: Stmt = Stmt::new(
-    "SELECT COUNT(*), MIN(next_attempt_at) FROM webhook_deliveries WHERE state = 'pending'",
+    "SELECT COUNT(*), MIN(next_attempt_at), \
+     (SELECT CAST(COALESCE(SUM(c.last - w.queued_through), 0) AS BIGINT) \
+      FROM webhooks w JOIN event_counters c ON c.org = w.org AND c.mode = w.mode \
+      WHERE NOT w.disabled AND c.last > w.queued_through) \
+     FROM webhook_deliveries WHERE state = 'pending'",
 );
+
+/// Endpoints whose tenant has events past their cursor and that may be given more (fewer than
+/// `pending` pending deliveries, not in `skip`), furthest behind first, with their pending count.
+fn behind(d: Dialect, pending: u32, skip: &[WebhookId], limit: i64) -> Sql {
+    let mut sql = Sql::new(
+        d,
+        "SELECT * FROM (SELECT w.webhook_id, w.org, w.mode, w.queued_through, w.event_mask, \
+         c.last, (SELECT COUNT(*) FROM webhook_deliveries d \
+         WHERE d.webhook_id = w.webhook_id AND d.state = 'pending') AS pending \
+         FROM webhooks w JOIN event_counters c ON c.org = w.org AND c.mode = w.mode \
+         WHERE NOT w.disabled AND c.last > w.queued_through",
+    );
+    if !skip.is_empty() {
+        let list = sql.list(skip.iter().map(|id| Arg::Text(id.as_str().to_owned())));
+        sql.push(&format!(" AND w.webhook_id NOT IN ({list})"));
+    }
+    let pending = sql.arg(Arg::Int(i64::from(pending)));
+    let limit = sql.arg(Arg::Int(limit));
+    sql.push(&format!(
+        ") b WHERE b.pending < {pending} ORDER BY b.queued_through LIMIT {limit}"
+    ));
+    sql
+}
+
+// Moves an endpoint's cursor, only from where this worker read it: of two workers that read
+// the same cursor, one moves it and the other makes no deliveries.
+static ADVANCE: Stmt = Stmt::new(
+    "UPDATE webhooks SET queued_through = $3 WHERE webhook_id = $1 AND queued_through = $2 \
+     AND NOT disabled",
+);
+
+/// Most events read past one endpoint's cursor in one look (those its selection does not want
+/// are passed over).
+const SCAN: u32 = 256;
+/// Most endpoints given new deliveries in one look.
+const ENDPOINTS_PER_LOOK: i64 = 64;
+
+/// An endpoint with events past its cursor.
+struct Behind {
+    webhook_id: String,
+    tenant: Tenant,
+    cursor: i64,
+    mask: i64,
+    last: i64,
+    pending: i64,
+}
+
+fn behind_of(row: &impl RowView) -> Result<Behind, StoreError> {
+    Ok(Behind {
+        webhook_id: row.text(0)?,
+        tenant: Tenant {
+            org: OrgId::parse(&row.text(1)?).map_err(bad)?,
+            mode: Mode::parse(&row.text(2)?).map_err(bad)?,
+        },
+        cursor: row.int(3)?,
+        mask: row.int(4)?,
+        last: row.int(5)?,
+        pending: row.int(6)?,
+    })
+}
+
+/// The claimed delivery rows of `picked` events for one endpoint, due and claimed at once.
+fn insert_claimed(
+    d: Dialect,
+    b: &Behind,
+    picked: &[StoredEvent],
+    now: DateTime<Utc>,
+    until: DateTime<Utc>,
+    claim: i64,
+) -> Sql {
+    let mut sql = Sql::new(
+        d,
+        "INSERT INTO webhook_deliveries (webhook_id, org, mode, event_id, task_id, event_type, \
+         state, attempts, next_attempt_at, created_at, claimed_until, claim) VALUES ",
+    );
+    let [org, mode] = tenant_args(&b.tenant);
+    let (id, org, mode) = (
+        sql.arg(Arg::Text(b.webhook_id.clone())),
+        sql.arg(org),
+        sql.arg(mode),
+    );
+    let (now, until, claim) = (
+        sql.arg(Arg::Time(now)),
+        sql.arg(Arg::Time(until)),
+        sql.arg(Arg::Int(claim)),
+    );
+    for (i, e) in picked.iter().enumerate() {
+        let event_id = sql.arg(Arg::Int(stored_int(e.event_id.0)));
+        let task_id = sql.arg(Arg::Text(e.task.task_id.as_str().to_owned()));
+        let kind = sql.arg(Arg::Text(e.kind().as_str().to_owned()));
+        let at = sql.arg(Arg::Time(e.task.updated_at));
+        sql.push(if i == 0 { "(" } else { ", (" }).push(&format!(
+            "{id}, {org}, {mode}, {event_id}, {task_id}, {kind}, 'pending', '[]', {now}, {at}, \
+             {until}, {claim})"
+        ));
+    }
+    sql.push(" RETURNING delivery_id");
+    sql
+}
 
 /// Claims due rows. The inner select finds them by the partial index of pending rows; the
 /// outer update checks again that each is still unclaimed, so two claims racing for a row
@@ -263,6 +342,103 @@ fn claimed_of(row: &impl RowView, now: DateTime<Utc>) -> Result<Claimed, StoreEr
         secrets,
         event,
     })
+}
+
+#[allow(private_bounds)]
+impl<B: Backend> SqlDurable<B> {
+    /// Gives endpoints behind the log their next deliveries, claimed: for each endpoint with
+    /// events past its cursor (up to `limit` deliveries in all, each as `room` allows), the events
+    /// its selection wants become delivery rows and its cursor moves past what was read, in one
+    /// transaction. An endpoint that is slow or down is given only what can be attempted; the
+    /// rest waits in the event log, which every write keeps anyway. Ids of the new rows.
+    async fn deliveries_from_log(
+        &self,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+        claim_id: i64,
+        limit: u32,
+        skip: &[WebhookId],
+        room: EndpointRoom,
+    ) -> Result<Vec<i64>, StoreError> {
+        let d = self.dialect();
+        let rows = self
+            .backend
+            .fetch(&behind(d, room.pending, skip, ENDPOINTS_PER_LOOK))
+            .await?;
+        let mut left = limit;
+        let mut ids = Vec::new();
+        for row in &rows {
+            if left == 0 {
+                break;
+            }
+            let b = behind_of(row)?;
+            let free = i64::from(room.pending).saturating_sub(b.pending).max(0);
+            let want = i64::from(left.min(room.per_claim.max(1))).min(free) as usize;
+            if want == 0 {
+                continue;
+            }
+            let after = EventId(u64::try_from(b.cursor).map_err(bad)?);
+            let events = self
+                .backend
+                .fetch(&statements::events_after(d, &b.tenant, None, after, SCAN))
+                .await?
+                .iter()
+                .map(codec::event_of)
+                .collect::<Result<Vec<StoredEvent>, _>>()?;
+            // The cursor moves past every event read (picked or passed over), stopping before
+            // the first one the endpoint had no room for. When the read reached the end of the
+            // log, it moves at least to the counter read above: ids it gave out without an event
+            // (a write that found its event already there) are gaps, never events to come,
+            // since a tenant's ids commit in order.
+            let full = events.len() == SCAN as usize;
+            let mut picked = Vec::new();
+            let mut through = b.cursor;
+            let mut room_out = false;
+            for e in events {
+                if picked.len() == want {
+                    room_out = true;
+                    break;
+                }
+                through = stored_int(e.event_id.0);
+                if e.kind().bit() & b.mask != 0 {
+                    picked.push(e);
+                }
+            }
+            if !room_out && !full {
+                through = through.max(b.last);
+            }
+            let advance = Sql::fixed(
+                d,
+                &ADVANCE,
+                vec![
+                    Arg::Text(b.webhook_id.clone()),
+                    Arg::Int(b.cursor),
+                    Arg::Int(through),
+                ],
+            );
+            let insert =
+                (!picked.is_empty()).then(|| insert_claimed(d, &b, &picked, now, until, claim_id));
+            let new = retrying(self.backend.retries(), || async {
+                let mut tx = self.backend.begin(Lock::Plain).await?;
+                if tx.execute(&advance).await? != 1 {
+                    // Another worker moved the cursor first, or the endpoint was disabled.
+                    return Ok(Vec::new());
+                }
+                let mut new = Vec::new();
+                if let Some(insert) = &insert {
+                    for r in tx.fetch(insert).await? {
+                        new.push(r.int(0)?);
+                    }
+                }
+                tx.commit().await?;
+                Ok(new)
+            })
+            .await?;
+            left = left.saturating_sub(new.len() as u32);
+            ids.extend(new);
+        }
+        Ok(ids)
+    }
 }
 
 #[allow(private_bounds)]
@@ -410,16 +586,24 @@ impl<B: Backend> WebhookStore for SqlDurable<B> {
         claim_id: i64,
         limit: u32,
         skip: &[WebhookId],
+        room: EndpointRoom,
     ) -> Result<Vec<Claimed>, StoreError> {
         let d = self.dialect();
         let rows = self
             .backend
             .fetch(&claim(d, now, until, claim_id, limit, skip))
             .await?;
-        let ids = rows
+        let mut ids = rows
             .iter()
             .map(|r| r.int(0))
             .collect::<Result<Vec<_>, _>>()?;
+        let left = limit.saturating_sub(ids.len() as u32);
+        if left > 0 {
+            ids.extend(
+                self.deliveries_from_log(now, until, claim_id, left, skip, room)
+                    .await?,
+            );
+        }
         if ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -485,8 +669,10 @@ impl<B: Backend> WebhookStore for SqlDurable<B> {
         let row = rows
             .first()
             .ok_or_else(|| bad("COUNT(*) returned no row"))?;
+        let rows_pending = u64::try_from(row.int(0)?).map_err(bad)?;
+        let behind = u64::try_from(row.int(2)?).map_err(bad)?;
         Ok(OutboxStats {
-            pending: u64::try_from(row.int(0)?).map_err(bad)?,
+            pending: rows_pending + behind,
             oldest_due: row.opt_time(1)?,
         })
     }
@@ -503,7 +689,7 @@ mod tests {
     #[test]
     fn fixed_statements_hold_no_dollar_but_placeholders() {
         for stmt in [
-            &QUEUE_DELIVERIES,
+            &ADVANCE,
             &INSERT_WEBHOOK,
             &LIST_WEBHOOKS,
             &GET_WEBHOOK,
