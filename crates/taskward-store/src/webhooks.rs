@@ -155,6 +155,10 @@ pub trait WebhookStore: Send + Sync + std::fmt::Debug + 'static {
         outcome: Finished,
     ) -> Result<bool, StoreError>;
 
+    /// Makes the endpoint's deliveries waiting for a retry due at `now`: it answered again, so
+    /// they need not wait out their backoff.
+    async fn pull_forward(&self, id: &WebhookId, now: DateTime<Utc>) -> Result<(), StoreError>;
+
     /// Gives a claimed delivery back untried, due at once.
     async fn release(&self, delivery: DeliveryId, claim: i64) -> Result<(), StoreError>;
 

@@ -11,7 +11,7 @@
 //! of this process appended events, when an attempt ends (room for more), and every
 //! `poll_interval_ms` for what other instances wrote or what became due.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -148,6 +148,7 @@ impl Dispatcher {
             metrics,
             slots: Arc::new(Semaphore::new(settings.max_concurrency.max(1))),
             in_flight: Mutex::new(HashMap::new()),
+            backing_off: Mutex::new(HashSet::new()),
             ended: Notify::new(),
         });
         let task = tokio::spawn(worker.run(stop.clone()));
@@ -172,6 +173,9 @@ struct Worker {
     slots: Arc<Semaphore>,
     /// Attempts in flight per endpoint.
     in_flight: Mutex<HashMap<WebhookId, usize>>,
+    /// Endpoints whose attempts from this instance failed and are to be retried: the first
+    /// delivery one of them accepts brings its retries forward.
+    backing_off: Mutex<HashSet<WebhookId>>,
     /// Notified when an attempt ends.
     ended: Notify,
 }
@@ -348,6 +352,21 @@ impl Worker {
             .attempts
             .get_or_create(&OutcomeLabels { outcome: label })
             .inc();
+        let id = &c.delivery.webhook_id;
+        let recovered = {
+            let mut backing_off = self
+                .backing_off
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            match outcome {
+                Finished::Retry { .. } => {
+                    backing_off.insert(id.clone());
+                    false
+                }
+                Finished::Delivered => backing_off.remove(id),
+                Finished::Failed => false,
+            }
+        };
         match self.store.finish(delivery, claim, &attempts, outcome).await {
             Ok(true) => {}
             Ok(false) => tracing::warn!(
@@ -355,6 +374,12 @@ impl Worker {
                 "a webhook attempt outlived its claim; the delivery was taken by another worker"
             ),
             Err(e) => tracing::warn!(%delivery, error = %e, "recording a webhook attempt failed"),
+        }
+        if recovered {
+            if let Err(e) = self.store.pull_forward(id, Utc::now()).await {
+                tracing::warn!(error = %e, "bringing webhook retries forward failed");
+            }
+            self.ended.notify_one();
         }
         if gone {
             tracing::info!(webhook_id = %c.delivery.webhook_id, "the receiver answered 410 Gone: disabling the endpoint");

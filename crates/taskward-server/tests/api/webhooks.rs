@@ -645,3 +645,58 @@ async fn an_endpoint_gets_only_later_events_and_passes_over_unwanted_ones() {
     assert_eq!(d.len(), 1, "{d:?}");
     assert_eq!(d[0]["task_id"], "after");
 }
+
+/// An endpoint that fails puts its deliveries into backoff; the first one it accepts again
+/// brings the others forward, so they do not wait out their retry delay.
+#[tokio::test]
+async fn retries_come_forward_when_the_endpoint_accepts_again() {
+    let app = spawn_app_with(|s| {
+        quick(s);
+        s.webhooks.retry_schedule_seconds = vec![60.0];
+        s.webhooks.per_endpoint_concurrency = 1;
+    })
+    .await;
+    let receiver = Receiver::start(Answer::Status(503)).await;
+    let hook = create_webhook(&app, &receiver.url, json!(["task.created"])).await;
+    let id = hook["webhook_id"].as_str().unwrap();
+    for t in ["back-1", "back-2"] {
+        let res = app
+            .create(&app.key, json!({"task_id": t, "task_type": "thumbnail"}))
+            .await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+    }
+    receiver.wait_hits(2, WAIT).await;
+    receiver.answer(Answer::Status(200));
+    // Both wait a minute for their retry; a new event that goes through brings them forward.
+    let res = app
+        .create(
+            &app.key,
+            json!({"task_id": "back-3", "task_type": "thumbnail"}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let started = std::time::Instant::now();
+    let deadline = started + WAIT;
+    loop {
+        let (_, body) = json_of(
+            &app,
+            Method::GET,
+            &format!("/v1/webhooks/{id}/deliveries?state=delivered"),
+        )
+        .await;
+        if body["results"].as_array().unwrap().len() == 3 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "retries stayed in their 60 s backoff: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let tasks: Vec<String> = receiver
+        .hits()
+        .iter()
+        .map(|h| h.json()["data"]["task_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(tasks.len(), 5, "{tasks:?}");
+}

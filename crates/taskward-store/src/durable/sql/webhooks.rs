@@ -97,10 +97,9 @@ static GET_WEBHOOK: Stmt = Stmt::new(concat!(
     " FROM webhooks w WHERE w.org = $1 AND w.mode = $2 AND w.webhook_id = $3"
 ));
 
-static DELETE_WEBHOOK_DELIVERIES: Stmt = Stmt::new(
-    "DELETE FROM webhook_deliveries WHERE webhook_id IN \
-     (SELECT webhook_id FROM webhooks WHERE org = $1 AND mode = $2 AND webhook_id = $3)",
-);
+// Run after the endpoint's own delete: only its tenant's rows (the id is the tenant's).
+static DELETE_WEBHOOK_DELIVERIES: Stmt =
+    Stmt::new("DELETE FROM webhook_deliveries WHERE org = $1 AND mode = $2 AND webhook_id = $3");
 
 static DELETE_WEBHOOK: Stmt =
     Stmt::new("DELETE FROM webhooks WHERE org = $1 AND mode = $2 AND webhook_id = $3");
@@ -136,6 +135,18 @@ static FINISH: Stmt = Stmt::new(
      claimed_until = NULL, claim = NULL WHERE delivery_id = $1 AND claim = $2",
 );
 
+static ANY_DUE: Stmt = Stmt::new(
+    "SELECT 1 FROM webhook_deliveries WHERE state = 'pending' AND next_attempt_at <= $1 \
+     AND (claimed_until IS NULL OR claimed_until < $1) LIMIT 1",
+);
+
+// An endpoint answered: its deliveries waiting for a retry are tried again now, so one that
+// recovers from an outage gets its backlog without waiting out the backoff.
+static PULL_FORWARD: Stmt = Stmt::new(
+    "UPDATE webhook_deliveries SET next_attempt_at = $2 WHERE webhook_id = $1 \
+     AND state = 'pending' AND next_attempt_at > $2 AND claimed_until IS NULL",
+);
+
 static RELEASE: Stmt = Stmt::new(
     "UPDATE webhook_deliveries SET claimed_until = NULL, claim = NULL \
      WHERE delivery_id = $1 AND claim = $2",
@@ -158,24 +169,26 @@ static OUTBOX_STATS: Stmt = Stmt::new(
 );
 
 /// Endpoints whose tenant has events past their cursor and that may be given more (fewer than
-/// `pending` pending deliveries, not in `skip`), furthest behind first, with their pending count.
+/// `pending` pending deliveries, not in `skip`), a random few, with their pending count.
 fn behind(d: Dialect, pending: u32, skip: &[WebhookId], limit: i64) -> Sql {
-    let mut sql = Sql::new(
-        d,
+    let mut sql = Sql::new(d, "");
+    let cap = sql.arg(Arg::Int(i64::from(pending)));
+    sql.push(&format!(
         "SELECT * FROM (SELECT w.webhook_id, w.org, w.mode, w.queued_through, w.event_mask, \
-         c.last, (SELECT COUNT(*) FROM webhook_deliveries d \
-         WHERE d.webhook_id = w.webhook_id AND d.state = 'pending') AS pending \
+         c.last, (SELECT COUNT(*) FROM (SELECT 1 FROM webhook_deliveries d \
+         WHERE d.webhook_id = w.webhook_id AND d.state = 'pending' LIMIT {cap}) p) AS pending \
          FROM webhooks w JOIN event_counters c ON c.org = w.org AND c.mode = w.mode \
-         WHERE NOT w.disabled AND c.last > w.queued_through",
-    );
+         WHERE NOT w.disabled AND c.last > w.queued_through"
+    ));
     if !skip.is_empty() {
         let list = sql.list(skip.iter().map(|id| Arg::Text(id.as_str().to_owned())));
         sql.push(&format!(" AND w.webhook_id NOT IN ({list})"));
     }
-    let pending = sql.arg(Arg::Int(i64::from(pending)));
     let limit = sql.arg(Arg::Int(limit));
+    // In no fixed order: cursors of different tenants are not comparable, and any fixed order
+    // would let the endpoints first in it take all the room, look after look.
     sql.push(&format!(
-        ") b WHERE b.pending < {pending} ORDER BY b.queued_through LIMIT {limit}"
+        ") b WHERE b.pending < {cap} ORDER BY random() LIMIT {limit}"
     ));
     sql
 }
@@ -371,73 +384,100 @@ impl<B: Backend> SqlDurable<B> {
             if left == 0 {
                 break;
             }
+            // Rows already claimed by this call are attempted even if a later endpoint's
+            // look fails (else they would wait out their claim).
             let b = behind_of(row)?;
-            let free = i64::from(room.pending).saturating_sub(b.pending).max(0);
-            let want = i64::from(left.min(room.per_claim.max(1))).min(free) as usize;
-            if want == 0 {
-                continue;
-            }
-            let after = EventId(u64::try_from(b.cursor).map_err(bad)?);
-            let events = self
-                .backend
-                .fetch(&statements::events_after(d, &b.tenant, None, after, SCAN))
-                .await?
-                .iter()
-                .map(codec::event_of)
-                .collect::<Result<Vec<StoredEvent>, _>>()?;
-            // The cursor moves past every event read (picked or passed over), stopping before
-            // the first one the endpoint had no room for. When the read reached the end of the
-            // log, it moves at least to the counter read above: ids it gave out without an event
-            // (a write that found its event already there) are gaps, never events to come,
-            // since a tenant's ids commit in order.
-            let full = events.len() == SCAN as usize;
-            let mut picked = Vec::new();
-            let mut through = b.cursor;
-            let mut room_out = false;
-            for e in events {
-                if picked.len() == want {
-                    room_out = true;
+            match self
+                .give_from_log(&b, now, until, claim_id, left, room)
+                .await
+            {
+                Ok(new) => {
+                    left = left.saturating_sub(new.len() as u32);
+                    ids.extend(new);
+                }
+                Err(e) if ids.is_empty() => return Err(e),
+                Err(e) => {
+                    tracing::warn!(error = %e, "giving an endpoint deliveries from the log failed");
                     break;
                 }
-                through = stored_int(e.event_id.0);
-                if e.kind().bit() & b.mask != 0 {
-                    picked.push(e);
-                }
             }
-            if !room_out && !full {
-                through = through.max(b.last);
-            }
-            let advance = Sql::fixed(
-                d,
-                &ADVANCE,
-                vec![
-                    Arg::Text(b.webhook_id.clone()),
-                    Arg::Int(b.cursor),
-                    Arg::Int(through),
-                ],
-            );
-            let insert =
-                (!picked.is_empty()).then(|| insert_claimed(d, &b, &picked, now, until, claim_id));
-            let new = retrying(self.backend.retries(), || async {
-                let mut tx = self.backend.begin(Lock::Plain).await?;
-                if tx.execute(&advance).await? != 1 {
-                    // Another worker moved the cursor first, or the endpoint was disabled.
-                    return Ok(Vec::new());
-                }
-                let mut new = Vec::new();
-                if let Some(insert) = &insert {
-                    for r in tx.fetch(insert).await? {
-                        new.push(r.int(0)?);
-                    }
-                }
-                tx.commit().await?;
-                Ok(new)
-            })
-            .await?;
-            left = left.saturating_sub(new.len() as u32);
-            ids.extend(new);
         }
         Ok(ids)
+    }
+
+    /// One endpoint's look at the log (see [`Self::deliveries_from_log`]).
+    async fn give_from_log(
+        &self,
+        b: &Behind,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+        claim_id: i64,
+        left: u32,
+        room: EndpointRoom,
+    ) -> Result<Vec<i64>, StoreError> {
+        let d = self.dialect();
+        let free = i64::from(room.pending).saturating_sub(b.pending).max(0);
+        let want = i64::from(left.min(room.per_claim.max(1))).min(free) as usize;
+        if want == 0 {
+            return Ok(Vec::new());
+        }
+        let after = EventId(u64::try_from(b.cursor).map_err(bad)?);
+        let events = self
+            .backend
+            .fetch(&statements::events_after(d, &b.tenant, None, after, SCAN))
+            .await?
+            .iter()
+            .map(codec::event_of)
+            .collect::<Result<Vec<StoredEvent>, _>>()?;
+        // The cursor moves past every event read (picked or passed over), stopping before
+        // the first one the endpoint had no room for. When the read reached the end of the
+        // log, it moves at least to the counter read above: ids it gave out without an event
+        // (a write that found its event already there) are gaps, never events to come,
+        // since a tenant's ids commit in order.
+        let full = events.len() == SCAN as usize;
+        let mut picked = Vec::new();
+        let mut through = b.cursor;
+        let mut room_out = false;
+        for e in events {
+            if picked.len() == want {
+                room_out = true;
+                break;
+            }
+            through = stored_int(e.event_id.0);
+            if e.kind().bit() & b.mask != 0 {
+                picked.push(e);
+            }
+        }
+        if !room_out && !full {
+            through = through.max(b.last);
+        }
+        let advance = Sql::fixed(
+            d,
+            &ADVANCE,
+            vec![
+                Arg::Text(b.webhook_id.clone()),
+                Arg::Int(b.cursor),
+                Arg::Int(through),
+            ],
+        );
+        let insert =
+            (!picked.is_empty()).then(|| insert_claimed(d, b, &picked, now, until, claim_id));
+        retrying(self.backend.retries(), || async {
+            let mut tx = self.backend.begin(Lock::Plain).await?;
+            if tx.execute(&advance).await? != 1 {
+                // Another worker moved the cursor first, or the endpoint was disabled.
+                return Ok(Vec::new());
+            }
+            let mut new = Vec::new();
+            if let Some(insert) = &insert {
+                for r in tx.fetch(insert).await? {
+                    new.push(r.int(0)?);
+                }
+            }
+            tx.commit().await?;
+            Ok(new)
+        })
+        .await
     }
 }
 
@@ -502,8 +542,10 @@ impl<B: Backend> WebhookStore for SqlDurable<B> {
         );
         retrying(self.backend.retries(), || async {
             let mut tx = self.backend.begin(Lock::Plain).await?;
-            tx.execute(&deliveries).await?;
+            // The endpoint first: a worker giving it deliveries holds its row until it commits,
+            // so the delete of its deliveries, after, sees what that worker added.
             let n = tx.execute(&webhook).await?;
+            tx.execute(&deliveries).await?;
             tx.commit().await?;
             Ok(n == 1)
         })
@@ -589,10 +631,20 @@ impl<B: Backend> WebhookStore for SqlDurable<B> {
         room: EndpointRoom,
     ) -> Result<Vec<Claimed>, StoreError> {
         let d = self.dialect();
-        let rows = self
+        // A read first: the claiming UPDATE takes SQLite's one write lock even when it
+        // matches nothing, and every write wakes the dispatcher.
+        let due = !self
             .backend
-            .fetch(&claim(d, now, until, claim_id, limit, skip))
-            .await?;
+            .fetch(&Sql::fixed(d, &ANY_DUE, vec![Arg::Time(now)]))
+            .await?
+            .is_empty();
+        let rows = if due {
+            self.backend
+                .fetch(&claim(d, now, until, claim_id, limit, skip))
+                .await?
+        } else {
+            Vec::new()
+        };
         let mut ids = rows
             .iter()
             .map(|r| r.int(0))
@@ -635,6 +687,14 @@ impl<B: Backend> WebhookStore for SqlDurable<B> {
             .execute(&Sql::fixed(self.dialect(), &FINISH, args))
             .await?;
         Ok(n == 1)
+    }
+
+    async fn pull_forward(&self, id: &WebhookId, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let args = vec![Arg::Text(id.as_str().to_owned()), Arg::Time(now)];
+        self.backend
+            .execute(&Sql::fixed(self.dialect(), &PULL_FORWARD, args))
+            .await
+            .map(drop)
     }
 
     async fn release(&self, delivery: DeliveryId, claim_id: i64) -> Result<(), StoreError> {
@@ -701,6 +761,8 @@ mod tests {
             &DELIVERY_BY_ID,
             &FINISH,
             &RELEASE,
+            &PULL_FORWARD,
+            &ANY_DUE,
             &DISABLE_WEBHOOK,
             &FAIL_PENDING,
             &OUTBOX_STATS,
