@@ -235,3 +235,70 @@ async fn a_thousand_changes_a_second_keep_the_list_responsive() {
     );
     b.finish().await;
 }
+
+/// With a filter set, a task that changes into it is announced ("1 new or changed task
+/// matches: show"), and shown on request.
+#[tokio::test]
+async fn a_filtered_list_announces_a_task_that_comes_to_match() {
+    let app = spawn_app().await;
+    create(&app, &app.key, "ok-1", json!({"status": "PROCESSING"})).await;
+    patch(&app, &app.key, "ok-1", json!({"status": "FAILED"})).await;
+    create(&app, &app.key, "later", json!({"status": "PROCESSING"})).await;
+    let b = Browser::open(&app.base).await;
+    b.sign_in_to_list(&app.key).await;
+    b.wait_css("select[data-filter=status]")
+        .await
+        .select_by_value("FAILED")
+        .await
+        .unwrap();
+    b.expect(
+        "return document.querySelectorAll('tr[data-task-id]').length === 1",
+        "one FAILED row",
+    )
+    .await;
+    b.expect(
+        "return document.querySelector('#live').textContent === 'Live'",
+        "the stream connected",
+    )
+    .await;
+    patch(&app, &app.key, "later", json!({"status": "FAILED"})).await;
+    assert!(
+        b.eventually("const n = document.querySelector('.notice'); return !n.hidden && n.textContent.startsWith('1 ')", LIVE_WITHIN).await,
+        "no notice of the task that came to match"
+    );
+    b.client
+        .find(fantoccini::Locator::Css(".notice"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.expect("return document.querySelectorAll('tr[data-task-id]').length === 2 && document.querySelector('.notice').hidden", "both FAILED rows").await;
+    assert_eq!(b.row_ids().await, ["later", "ok-1"]);
+    b.finish().await;
+}
+
+/// A task that ended between the page's reads: the detail follows the stream to the end once,
+/// then stops (no reconnecting to a stream that is over).
+#[tokio::test]
+async fn the_detail_of_an_ended_task_does_not_keep_reconnecting() {
+    let app = spawn_app().await;
+    create(&app, &app.key, "done", json!({"status": "PROCESSING"})).await;
+    patch(&app, &app.key, "done", json!({"status": "COMPLETED"})).await;
+    let b = Browser::open(&app.base).await;
+    b.sign_in_to_list(&app.key).await;
+    b.goto("/dashboard/tasks/done").await;
+    b.wait_css("[data-field=history] li").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let streams = b.js("return performance.getEntriesByType('resource').filter(e => e.name.includes('/v1/tasks/done/events')).length").await;
+    assert!(
+        streams.as_u64().unwrap() <= 1,
+        "{streams} connections to the ended task's stream"
+    );
+    assert_ne!(
+        b.js("return document.querySelector('#live').textContent")
+            .await,
+        json!("Reconnecting…")
+    );
+    b.finish().await;
+}

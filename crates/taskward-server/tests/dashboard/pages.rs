@@ -752,3 +752,18 @@ async fn the_page_works_from_the_keyboard_alone() {
     b.expect("return document.querySelector('tr[data-task-id=\"cluster-1\"] [data-field=status]').innerText.trim() === 'CANCELED'", "CANCELED").await;
     b.finish().await;
 }
+
+/// SKIPPED is not a terminal status for the API (a skipped task may still be resumed): the
+/// page offers kill for it like for any live task.
+#[tokio::test]
+async fn a_skipped_task_can_still_be_killed() {
+    let app = spawn_app().await;
+    create(&app, &app.key, "skipper", json!({"status": "SKIPPED"})).await;
+    let b = Browser::open(&app.base).await;
+    b.sign_in_to_list(&app.key).await;
+    b.wait_css("tr[data-task-id=skipper] [data-action=kill]")
+        .await;
+    b.goto("/dashboard/tasks/skipper").await;
+    b.wait_css("[data-action=kill]").await;
+    b.finish().await;
+}

@@ -24,7 +24,12 @@ async fn a_wrong_key_gets_an_alert_and_a_right_one_the_task_list() {
         "not a key at all",
         "sk_test_0000000000000000000000000000",
     ] {
+        // Each attempt's own alert: the previous one is removed first, and the answer awaited
+        // (the submit button is enabled again once the page has it).
+        b.js("document.querySelector('[role=alert]')?.remove(); return null")
+            .await;
         b.sign_in(wrong).await;
+        b.expect("return !document.querySelector('#sign-in-form button').disabled && !!document.querySelector('[role=alert]')", "an alert").await;
         let alert = b.wait_css("[role=alert]").await;
         let text = alert.text().await.unwrap();
         assert!(

@@ -66,9 +66,13 @@ export async function follow(path, { signal, lastEventId = null, onEvent, onStat
         if (res.status < 500 && res.status !== 429) { onState('ended'); throw err; }
         throw Object.assign(err, { retry: true });
       }
-      onState('live');
-      backoff = 500;
+      // `resumed`: the server replays what followed `last`; without it, what happened while
+      // disconnected is not in the stream, and the caller must read the state afresh.
+      onState('live', { resumed: last !== null });
       for await (const msg of messages(res.body, signal)) {
+        // Only a stream that carries something proves the connection good: one the server
+        // ends at once must not reconnect at full speed.
+        backoff = 500;
         if (msg.id) last = msg.id;
         if (msg.data !== undefined) onEvent(msg);
       }
@@ -95,8 +99,10 @@ async function* messages(body, signal) {
       const { value, done } = await reader.read();
       if (done) return;
       buffer += value;
-      const lines = buffer.split(/\r\n|\r|\n/);
-      buffer = lines.pop();
+      // A chunk that ends in \r may be half of a \r\n: keep it for the next chunk.
+      const cut = buffer.endsWith('\r') ? buffer.length - 1 : buffer.length;
+      const lines = buffer.slice(0, cut).split(/\r\n|\r|\n/);
+      buffer = lines.pop() + buffer.slice(cut);
       for (const line of lines) {
         if (line === '') {
           if (msg.data !== undefined || msg.id) yield msg;
@@ -120,7 +126,8 @@ async function* messages(body, signal) {
 
 function sleep(ms, signal) {
   return new Promise((resolve) => {
-    const t = setTimeout(resolve, ms);
-    signal.addEventListener('abort', () => { clearTimeout(t); resolve(); }, { once: true });
+    const done = () => { clearTimeout(t); signal.removeEventListener('abort', done); resolve(); };
+    const t = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
   });
 }

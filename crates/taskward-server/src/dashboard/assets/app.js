@@ -34,7 +34,11 @@ function showSignIn(message) {
 }
 
 /** A key is accepted when GET /v1/keys/self answers for it; the page needs scope read. */
+/** Whether the last failed sign-in was the server refusing the key (not a network error). */
+let signInRefused = false;
+
 async function signIn(candidate) {
+  signInRefused = false;
   if (!candidate) return 'Enter an API key: sk_live_… or sk_test_…';
   try {
     const me = await call('/v1/keys/self', { as: candidate });
@@ -45,6 +49,7 @@ async function signIn(candidate) {
     self = me;
     return null;
   } catch (e) {
+    signInRefused = e.status === 401;
     if (e.status === 401) return `This key was not accepted: ${e.message} Check it, or ask for a new one (taskward keys create).`;
     if (e.status === 429) return 'Too many attempts with this key: wait a few seconds, then try again.';
     return `Could not sign in: ${e.message}`;
@@ -70,7 +75,13 @@ function route() {
   const path = location.pathname;
   const view = $('view');
   if (path.startsWith(`${BASE}tasks/`)) {
-    showDetail(view, decodeURIComponent(path.slice(`${BASE}tasks/`.length)), ctx);
+    let id;
+    try {
+      id = decodeURIComponent(path.slice(`${BASE}tasks/`.length));
+    } catch {
+      id = path.slice(`${BASE}tasks/`.length);
+    }
+    showDetail(view, id, ctx);
   } else {
     showList(view, ctx);
   }
@@ -119,7 +130,14 @@ window.addEventListener('popstate', route);
 const kept = key.get();
 if (kept) {
   const error = await signIn(kept);
-  if (error) { key.forget(); showSignIn(error); } else signedIn();
+  if (!error) {
+    signedIn();
+  } else {
+    // Forget the key only when the server refused it; a server that was briefly unreachable
+    // or busy is no reason to sign the tab out.
+    if (signInRefused) key.forget();
+    showSignIn(error);
+  }
 } else {
   showSignIn();
 }

@@ -13,10 +13,10 @@ export async function showDetail(root, id, ctx) {
   let task;
   let history;
   try {
-    [task, history] = await Promise.all([
-      call(taskPath(id), { signal: ctx.signal }),
-      call(`${taskPath(id)}/history`, { signal: ctx.signal }),
-    ]);
+    // History first, then the task: the task is then at least as new as the history, and the
+    // stream below replays whatever followed the history's last event.
+    history = await call(`${taskPath(id)}/history`, { signal: ctx.signal });
+    task = await call(taskPath(id), { signal: ctx.signal });
   } catch (e) {
     if (ctx.signal.aborted || e.status === 401) return;
     root.lastChild.replaceWith(e instanceof ApiError && e.status === 404
@@ -28,8 +28,10 @@ export async function showDetail(root, id, ctx) {
   const fields = h('div');
   const timeline = h('ol', { class: 'timeline', dataset: { field: 'history' } });
   let previousStatus = null;
+  const shown = new Set();
   for (const ev of history.events) {
     timeline.append(eventItem(ev));
+    shown.add(ev.event_id);
     previousStatus = ev.status;
   }
   const lastEventId = history.events.at(-1)?.event_id ?? null;
@@ -38,6 +40,8 @@ export async function showDetail(root, id, ctx) {
     h('section', { class: 'history', 'aria-labelledby': 'h-history' }, h('h2', { id: 'h-history' }, 'History'), timeline)));
 
   function draw() {
+    // Redrawn on every change: keep the keyboard where it was.
+    const focusedKill = document.activeElement?.dataset?.action === 'kill';
     const kill = canKill && !TERMINAL.has(task.status)
       ? h('button', { type: 'button', class: 'danger', dataset: { action: 'kill' }, onclick: killTask }, 'Kill task')
       : null;
@@ -57,6 +61,7 @@ export async function showDetail(root, id, ctx) {
       h('section', { 'aria-labelledby': 'h-inputs' }, h('h2', { id: 'h-inputs' }, 'Inputs'), block('inputs', task.inputs)),
       h('section', { 'aria-labelledby': 'h-outputs' }, h('h2', { id: 'h-outputs' }, 'Outputs'), block('outputs', task.outputs)),
       h('section', { 'aria-labelledby': 'h-additional' }, h('h2', { id: 'h-additional' }, 'Additional data'), block('additional_data', task.additional_data)));
+    if (focusedKill) (kill || fields.querySelector('h1')).focus();
   }
   draw();
 
@@ -72,9 +77,10 @@ export async function showDetail(root, id, ctx) {
     }
   }
 
-  if (TERMINAL.has(task.status) && lastEventId) return;
-  // From the last event the history showed: the server replays anything after it, then
-  // follows live, and ends the stream after the task's terminal event.
+  const lastShown = history.events.at(-1);
+  if (lastShown && TERMINAL.has(lastShown.status)) return;
+  // From the last event the history showed: the server replays anything after it (the task
+  // may have ended meanwhile), then follows live, and ends the stream after the terminal event.
   let ended = false;
   follow(`${taskPath(id)}/events`, {
     signal: ctx.signal,
@@ -83,7 +89,8 @@ export async function showDetail(root, id, ctx) {
       let t;
       try { t = JSON.parse(msg.data); } catch { return; }
       if (TERMINAL.has(t.status)) ended = true;
-      if (timeline.querySelector(`[data-event-id="${CSS.escape(t.event_id)}"]`)) return;
+      if (shown.has(t.event_id)) return;
+      shown.add(t.event_id);
       timeline.append(eventItem({
         event_id: t.event_id, type: t.type, version: t.version, at: t.updated_at,
         status: t.status, previous_status: previousStatus, progress: t.progress,

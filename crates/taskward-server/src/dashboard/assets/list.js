@@ -34,7 +34,8 @@ export function showList(root, ctx) {
     pending: new Map(), // task_id → newest task from the stream, not yet drawn
     created: new Set(), // ids among `pending` whose creation the stream announced
     early: null, // while a page loads: what the stream sent meanwhile, applied after it
-    unseen: 0, // new tasks that match but are not shown (another page or order)
+    unseen: 0, // tasks that came to match but are not shown (another page or order)
+    unseenIds: new Set(),
     frame: 0,
     loading: null,
   };
@@ -96,7 +97,9 @@ export function showList(root, ctx) {
     return body;
   }
 
+  let loaded = false;
   async function load() {
+    loaded = true;
     const cursor = state.cursors[state.cursors.length - 1];
     const q = new URLSearchParams({ page_size: PAGE_SIZE });
     if (cursor) q.set('cursor', cursor);
@@ -116,6 +119,7 @@ export function showList(root, ctx) {
     state.pending.clear();
     state.created.clear();
     state.unseen = 0;
+    state.unseenIds.clear();
     state.next = page.pagination.next_cursor;
     tbody.replaceChildren(...page.results.map((t) => {
       const tr = row(t);
@@ -139,16 +143,20 @@ export function showList(root, ctx) {
     set(next, 'disabled', !state.next);
     set(pageLabel, 'textContent', `Page ${state.cursors.length}`);
     set(notice, 'hidden', state.unseen === 0);
-    set(notice, 'textContent', `${state.unseen} new ${state.unseen === 1 ? 'task' : 'tasks'}: show`);
+    const n = state.unseen;
+    set(notice, 'textContent', `${n} new or changed ${n === 1 ? 'task matches' : 'tasks match'}: show`);
   }
 
+  let countsSeq = 0;
   async function loadCounts() {
+    const mine = ++countsSeq;
     let c;
     try {
       c = await call('/v1/tasks/counts', { signal: ctx.signal });
     } catch {
       return;
     }
+    if (mine !== countsSeq) return; // a newer answer is coming
     counts.replaceChildren(...STATUSES.filter((s) => c.by_status[s]).map((s) =>
       h('li', {}, h('button', {
         type: 'button', class: 'count', 'aria-pressed': String(state.status === s),
@@ -243,6 +251,8 @@ export function showList(root, ctx) {
 
   // ---- live updates ----------------------------------------------------------------
 
+  const filtered = () => Boolean(state.status || state.task_type || state.search);
+
   function matches(t) {
     if (state.status && t.status !== state.status) return false;
     if (state.task_type && t.task_type !== state.task_type) return false;
@@ -259,7 +269,22 @@ export function showList(root, ctx) {
       if (!had || had[0].version < t.version) state.early.set(t.task_id, [t, created || had?.[1]]);
       return;
     }
-    const seen = state.pending.get(t.task_id) || state.rows.get(t.task_id)?.task;
+    const shown = state.rows.get(t.task_id);
+    if (!shown) {
+      // Not on the page: only a task that now belongs on it matters. A new one is drawn (or
+      // counted); one that changed into the filter is counted, since where it goes depends on
+      // the order. Everything else is dropped here, so a busy tenant costs no memory.
+      if (!matches(t)) return;
+      if (!created) {
+        if (filtered() && !state.unseenIds.has(t.task_id) && state.unseenIds.size < MAX_LIVE_ROWS) {
+          state.unseenIds.add(t.task_id);
+          state.unseen += 1;
+          schedule();
+        }
+        return;
+      }
+    }
+    const seen = state.pending.get(t.task_id) || shown?.task;
     if (seen && seen.version >= t.version) return;
     state.pending.set(t.task_id, t);
     if (created) state.created.add(t.task_id);
@@ -270,7 +295,11 @@ export function showList(root, ctx) {
   function schedule() {
     if (state.frame) return;
     const wait = lastFlush + MIN_REDRAW_MS - performance.now();
-    if (wait <= 0) {
+    if (document.hidden) {
+      // No animation frames in a hidden tab: a timer keeps the page current (browsers slow
+      // it to once a second) and what is pending bounded.
+      state.frame = setTimeout(flush, Math.max(wait, MIN_REDRAW_MS));
+    } else if (wait <= 0) {
       state.frame = requestAnimationFrame(flush);
     } else {
       state.frame = setTimeout(() => { state.frame = requestAnimationFrame(flush); }, wait);
@@ -322,8 +351,19 @@ export function showList(root, ctx) {
       }
       countsSoon();
     },
-    onState: (s) => say(s === 'live' ? 'Live' : s === 'reconnecting' ? 'Reconnecting…' : ''),
+    onState: (s, info) => {
+      say(s === 'live' ? 'Live' : s === 'reconnecting' ? 'Reconnecting…' : '');
+      // The tenant stream starts live, so the page is read once it listens: a change between
+      // the two is then in the stream, and so is every one after. After a reconnect that
+      // could not resume, it is read again.
+      if (s === 'live' && !info.resumed) {
+        load();
+        loadCounts();
+      }
+    },
   }).catch((e) => { if (e.status !== 401) say(`Live updates stopped: ${e.message}`); });
+  // Should the stream not open soon, the list shows anyway (without live updates yet).
+  const fallback = setTimeout(() => { if (!loaded) { load(); loadCounts(); } }, 1500);
 
   // ---- filters and paging ----------------------------------------------------------
 
@@ -351,8 +391,7 @@ export function showList(root, ctx) {
   prev.addEventListener('click', () => { if (state.cursors.length > 1) { state.cursors.pop(); load(); } });
   notice.addEventListener('click', () => { state.cursors = [null]; load(); });
 
-  load();
-  loadCounts();
+  ctx.signal.addEventListener('abort', () => { clearTimeout(typing); clearTimeout(fallback); });
 }
 
 function sortLabel(sort) {

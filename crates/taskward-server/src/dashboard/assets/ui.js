@@ -25,8 +25,8 @@ export const STATUSES = [
   'CANCELED', 'UNKNOWN', 'SKIPPED', 'DRAFT', 'ACTIVE', 'ARCHIVED', 'SUSPENDED',
 ];
 
-/** Statuses a task does not leave (the API's terminal set). */
-export const TERMINAL = new Set(['COMPLETED', 'COMPLETED_WITH_ERRORS', 'FAILED', 'CANCELED', 'SKIPPED']);
+/** Statuses a task does not leave (the API's terminal set; SKIPPED is not in it). */
+export const TERMINAL = new Set(['COMPLETED', 'COMPLETED_WITH_ERRORS', 'FAILED', 'CANCELED']);
 
 /** The status as text; its shape (a glyph, from the stylesheet) and colour come from data-status. */
 export function statusBadge(status) {
