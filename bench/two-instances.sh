@@ -1,11 +1,14 @@
 # Sourced by the benchmarks of two release instances over the machine's Redis + PostgreSQL
 # (`waiters.sh`, `streams.sh`): builds the binary and the load generator `$example`, works in
 # schema and Redis prefix `$ns` (removed at the end), allows `$clients` connections more than
-# usual, starts instances A and B, and exports A_URL, B_URL, KEY and B_PID for the generator.
+# usual, starts instances A and B (of `$BENCH_BIN` if set), and exports A_URL, B_URL, KEY
+# and B_PID for the generator.
 db="postgres://postgres@127.0.0.1:5432/test"
 psql_() { psql -q -h 127.0.0.1 -U postgres -d test -v ON_ERROR_STOP=1 "$@"; }
 cargo build --release -q -p taskward --example "$example" --bin taskward
-bin=$PWD/target/release/taskward
+# BENCH_BIN=<another build's binary> runs the same load against it (A/B; not TASKWARD_…,
+# which the server would read as configuration).
+bin=${BENCH_BIN:-$PWD/target/release/taskward}
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 tmp=$(mktemp -d)
 pids=()

@@ -45,6 +45,8 @@ const CLAIM_BATCH: usize = 64;
 const KEPT_BODY: usize = 1024;
 /// How often the queue gauges are refreshed.
 const STATS_EVERY: Duration = Duration::from_secs(5);
+/// How long the dispatcher lets attempts end after one ends, before it looks for more.
+const ENDED_SETTLE: Duration = Duration::from_millis(5);
 /// How long the dispatcher lets writes accumulate after one wakes it.
 const WRITES_SETTLE: Duration = Duration::from_millis(20);
 
@@ -203,7 +205,15 @@ impl Worker {
                         () = tokio::time::sleep(WRITES_SETTLE) => {}
                     }
                 }
-                () = self.ended.notified() => {}
+                () = self.ended.notified() => {
+                    // Attempts end one by one; a look after each would give every endpoint one
+                    // delivery per look, several statements each. A few milliseconds gather
+                    // the ends of a burst into one look.
+                    tokio::select! {
+                        () = stop.cancelled() => break,
+                        () = tokio::time::sleep(ENDED_SETTLE) => {}
+                    }
+                }
                 () = tokio::time::sleep(poll) => {}
             }
         }

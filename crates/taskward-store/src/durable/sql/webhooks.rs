@@ -176,7 +176,8 @@ fn behind(d: Dialect, pending: u32, skip: &[WebhookId], limit: i64) -> Sql {
     sql.push(&format!(
         "SELECT * FROM (SELECT w.webhook_id, w.org, w.mode, w.queued_through, w.event_mask, \
          c.last, (SELECT COUNT(*) FROM (SELECT 1 FROM webhook_deliveries d \
-         WHERE d.webhook_id = w.webhook_id AND d.state = 'pending' LIMIT {cap}) p) AS pending \
+         WHERE d.webhook_id = w.webhook_id AND d.state = 'pending' LIMIT {cap}) p) AS pending, \
+         w.url, w.secret, w.previous_secret, w.previous_until \
          FROM webhooks w JOIN event_counters c ON c.org = w.org AND c.mode = w.mode \
          WHERE NOT w.disabled AND c.last > w.queued_through"
     ));
@@ -214,10 +215,21 @@ struct Behind {
     mask: i64,
     last: i64,
     pending: i64,
+    url: String,
+    /// The secrets that sign its attempts now (see [`Claimed::secrets`]).
+    secrets: Vec<String>,
 }
 
-fn behind_of(row: &impl RowView) -> Result<Behind, StoreError> {
+fn behind_of(row: &impl RowView, now: DateTime<Utc>) -> Result<Behind, StoreError> {
+    let mut secrets = vec![row.text(8)?];
+    if let (Some(old), Some(until)) = (row.opt_text(9)?, row.opt_time(10)?) {
+        if until > now {
+            secrets.push(old);
+        }
+    }
     Ok(Behind {
+        url: row.text(7)?,
+        secrets,
         webhook_id: row.text(0)?,
         tenant: Tenant {
             org: OrgId::parse(&row.text(1)?).map_err(bad)?,
@@ -265,7 +277,7 @@ fn insert_claimed(
              {until}, {claim})"
         ));
     }
-    sql.push(" RETURNING delivery_id");
+    sql.push(" RETURNING delivery_id, event_id");
     sql
 }
 
@@ -372,35 +384,47 @@ impl<B: Backend> SqlDurable<B> {
         limit: u32,
         skip: &[WebhookId],
         room: EndpointRoom,
-    ) -> Result<Vec<i64>, StoreError> {
+    ) -> Result<Vec<Claimed>, StoreError> {
         let d = self.dialect();
         let rows = self
             .backend
             .fetch(&behind(d, room.pending, skip, ENDPOINTS_PER_LOOK))
             .await?;
+        // Each endpoint's share of the room first, then their looks at once: each is a few
+        // round trips, and one after another they would make a look as slow as all of them.
         let mut left = limit;
-        let mut ids = Vec::new();
+        let mut looks = tokio::task::JoinSet::new();
         for row in &rows {
+            let b = behind_of(row, now)?;
+            let free = i64::from(room.pending).saturating_sub(b.pending).max(0);
+            let want = i64::from(left.min(room.per_claim.max(1))).min(free) as usize;
+            if want == 0 {
+                continue;
+            }
+            left -= want as u32;
+            let this = self.clone();
+            looks.spawn(async move { this.give_from_log(&b, now, until, claim_id, want).await });
             if left == 0 {
                 break;
             }
-            // Rows already claimed by this call are attempted even if a later endpoint's
-            // look fails (else they would wait out their claim).
-            let b = behind_of(row)?;
-            match self
-                .give_from_log(&b, now, until, claim_id, left, room)
-                .await
-            {
-                Ok(new) => {
-                    left = left.saturating_sub(new.len() as u32);
-                    ids.extend(new);
-                }
-                Err(e) if ids.is_empty() => return Err(e),
-                Err(e) => {
-                    tracing::warn!(error = %e, "giving an endpoint deliveries from the log failed");
-                    break;
-                }
+        }
+        let mut ids = Vec::new();
+        let mut failed = None;
+        while let Some(done) = looks.join_next().await {
+            match done {
+                Ok(Ok(new)) => ids.extend(new),
+                Ok(Err(e)) => failed = Some(e),
+                Err(e) => failed = Some(StoreError::internal(e)),
             }
+        }
+        // Rows already claimed by this call are attempted even if another endpoint's look
+        // failed (else they would wait out their claim).
+        match failed {
+            Some(e) if ids.is_empty() => return Err(e),
+            Some(e) => {
+                tracing::warn!(error = %e, "giving an endpoint deliveries from the log failed")
+            }
+            None => {}
         }
         Ok(ids)
     }
@@ -412,19 +436,17 @@ impl<B: Backend> SqlDurable<B> {
         now: DateTime<Utc>,
         until: DateTime<Utc>,
         claim_id: i64,
-        left: u32,
-        room: EndpointRoom,
-    ) -> Result<Vec<i64>, StoreError> {
+        want: usize,
+    ) -> Result<Vec<Claimed>, StoreError> {
         let d = self.dialect();
-        let free = i64::from(room.pending).saturating_sub(b.pending).max(0);
-        let want = i64::from(left.min(room.per_claim.max(1))).min(free) as usize;
-        if want == 0 {
-            return Ok(Vec::new());
-        }
         let after = EventId(u64::try_from(b.cursor).map_err(bad)?);
+        // An endpoint that wants every type needs only as many events as it has room for; one
+        // that wants some reads further, to pass over the others.
+        let every = EventType::ALL.iter().all(|t| t.bit() & b.mask != 0);
+        let scan = if every { want as u32 } else { SCAN };
         let events = self
             .backend
-            .fetch(&statements::events_after(d, &b.tenant, None, after, SCAN))
+            .fetch(&statements::events_after(d, &b.tenant, None, after, scan))
             .await?
             .iter()
             .map(codec::event_of)
@@ -434,7 +456,7 @@ impl<B: Backend> SqlDurable<B> {
         // log, it moves at least to the counter read above: ids it gave out without an event
         // (a write that found its event already there) are gaps, never events to come,
         // since a tenant's ids commit in order.
-        let full = events.len() == SCAN as usize;
+        let full = events.len() == scan as usize;
         let mut picked = Vec::new();
         let mut through = b.cursor;
         let mut room_out = false;
@@ -462,7 +484,7 @@ impl<B: Backend> SqlDurable<B> {
         );
         let insert =
             (!picked.is_empty()).then(|| insert_claimed(d, b, &picked, now, until, claim_id));
-        retrying(self.backend.retries(), || async {
+        let new: Vec<(i64, i64)> = retrying(self.backend.retries(), || async {
             let mut tx = self.backend.begin(Lock::Plain).await?;
             if tx.execute(&advance).await? != 1 {
                 // Another worker moved the cursor first, or the endpoint was disabled.
@@ -471,13 +493,39 @@ impl<B: Backend> SqlDurable<B> {
             let mut new = Vec::new();
             if let Some(insert) = &insert {
                 for r in tx.fetch(insert).await? {
-                    new.push(r.int(0)?);
+                    new.push((r.int(1)?, r.int(0)?));
                 }
             }
             tx.commit().await?;
             Ok(new)
         })
-        .await
+        .await?;
+        // What the attempts need is at hand: no second read of the rows and events. Rows are
+        // matched to events by event id (RETURNING promises no order).
+        let ids: std::collections::HashMap<i64, i64> = new.into_iter().collect();
+        picked
+            .into_iter()
+            .filter_map(|e| ids.get(&stored_int(e.event_id.0)).map(|id| (e, *id)))
+            .map(|(e, id)| {
+                Ok(Claimed {
+                    delivery: Delivery {
+                        delivery_id: DeliveryId(u64::try_from(id).map_err(bad)?),
+                        webhook_id: WebhookId::parse(&b.webhook_id).map_err(bad)?,
+                        event_id: e.event_id,
+                        task_id: e.task.task_id.clone(),
+                        kind: e.kind(),
+                        state: DeliveryState::Pending,
+                        attempts: Vec::new(),
+                        next_attempt_at: Some(now),
+                        created_at: e.task.updated_at,
+                    },
+                    tenant: b.tenant.clone(),
+                    url: b.url.clone(),
+                    secrets: b.secrets.clone(),
+                    event: Some(e),
+                })
+            })
+            .collect()
     }
 }
 
@@ -645,22 +693,26 @@ impl<B: Backend> WebhookStore for SqlDurable<B> {
         } else {
             Vec::new()
         };
-        let mut ids = rows
+        let ids = rows
             .iter()
             .map(|r| r.int(0))
             .collect::<Result<Vec<_>, _>>()?;
-        let left = limit.saturating_sub(ids.len() as u32);
+        let mut claimed_rows = Vec::new();
+        if !ids.is_empty() {
+            let rows = self.backend.fetch(&claimed(d, &ids)).await?;
+            claimed_rows = rows
+                .iter()
+                .map(|r| claimed_of(r, now))
+                .collect::<Result<Vec<_>, _>>()?;
+        }
+        let left = limit.saturating_sub(claimed_rows.len() as u32);
         if left > 0 {
-            ids.extend(
+            claimed_rows.extend(
                 self.deliveries_from_log(now, until, claim_id, left, skip, room)
                     .await?,
             );
         }
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let rows = self.backend.fetch(&claimed(d, &ids)).await?;
-        rows.iter().map(|r| claimed_of(r, now)).collect()
+        Ok(claimed_rows)
     }
 
     async fn finish(
