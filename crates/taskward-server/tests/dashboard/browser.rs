@@ -199,7 +199,10 @@ impl Browser {
     pub async fn console_errors(&self) -> Vec<String> {
         let log = self
             .client
-            .issue_cmd(BrowserLog)
+            .issue_cmd(SessionPost {
+                path: "se/log",
+                body: r#"{"type":"browser"}"#.to_owned(),
+            })
             .await
             .expect("browser log");
         log.as_array()
@@ -230,7 +233,10 @@ impl Browser {
     /// A Chrome DevTools Protocol command (chromedriver's `goog/cdp/execute`).
     pub async fn cdp(&self, cmd: &str, params: Value) -> Value {
         self.client
-            .issue_cmd(Cdp(json!({"cmd": cmd, "params": params})))
+            .issue_cmd(SessionPost {
+                path: "goog/cdp/execute",
+                body: json!({"cmd": cmd, "params": params}).to_string(),
+            })
             .await
             .unwrap_or_else(|e| panic!("{cmd}: {e}"))
     }
@@ -265,43 +271,28 @@ impl Drop for Browser {
     }
 }
 
-/// chromedriver's log endpoint (`goog:loggingPrefs` above turns the browser log on).
+/// A POST to a chromedriver extension endpoint of the session: its browser log
+/// (`se/log`; `goog:loggingPrefs` above turns it on) or a DevTools command (`goog/cdp/execute`).
 #[derive(Debug)]
-struct BrowserLog;
-
-impl WebDriverCompatibleCommand for BrowserLog {
-    fn endpoint(
-        &self,
-        base: &url::Url,
-        session_id: Option<&str>,
-    ) -> Result<url::Url, url::ParseError> {
-        base.join(&format!(
-            "session/{}/se/log",
-            session_id.unwrap_or_default()
-        ))
-    }
-
-    fn method_and_body(&self, _: &url::Url) -> (Method, Option<String>) {
-        (Method::POST, Some(r#"{"type":"browser"}"#.to_owned()))
-    }
+struct SessionPost {
+    path: &'static str,
+    body: String,
 }
 
-#[derive(Debug)]
-struct Cdp(Value);
-
-impl WebDriverCompatibleCommand for Cdp {
+impl WebDriverCompatibleCommand for SessionPost {
     fn endpoint(
         &self,
         base: &url::Url,
         session_id: Option<&str>,
     ) -> Result<url::Url, url::ParseError> {
         base.join(&format!(
-            "session/{}/goog/cdp/execute",
-            session_id.unwrap_or_default()
+            "session/{}/{}",
+            session_id.unwrap_or_default(),
+            self.path
         ))
     }
 
     fn method_and_body(&self, _: &url::Url) -> (Method, Option<String>) {
-        (Method::POST, Some(self.0.to_string()))
+        (Method::POST, Some(self.body.clone()))
     }
 }

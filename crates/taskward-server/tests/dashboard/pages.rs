@@ -10,6 +10,20 @@ use taskward_model::Mode;
 
 use crate::{create, patch, spawn_app, Browser};
 
+/// A server seeded with [`seed`]'s four tasks, and a browser signed in to their list.
+async fn seeded_list() -> (taskward_testkit::TestApp, Browser) {
+    let app = spawn_app().await;
+    seed(&app).await;
+    let b = Browser::open(&app.base).await;
+    b.sign_in_to_list(&app.key).await;
+    b.expect(
+        "return document.querySelectorAll('tr[data-task-id]').length === 4",
+        "the four seeded rows",
+    )
+    .await;
+    (app, b)
+}
+
 /// One task of each kind the list draws differently.
 async fn seed(app: &taskward_testkit::TestApp) {
     let k = &app.key;
@@ -49,15 +63,7 @@ async fn seed(app: &taskward_testkit::TestApp) {
 
 #[tokio::test]
 async fn the_list_shows_every_task_newest_first_with_status_progress_and_errors() {
-    let app = spawn_app().await;
-    seed(&app).await;
-    let b = Browser::open(&app.base).await;
-    b.sign_in_to_list(&app.key).await;
-    b.expect(
-        "return document.querySelectorAll('tr[data-task-id]').length === 4",
-        "four rows",
-    )
-    .await;
+    let (_app, b) = seeded_list().await;
 
     // Active and finished, newest first.
     assert_eq!(
@@ -116,15 +122,7 @@ async fn the_list_shows_every_task_newest_first_with_status_progress_and_errors(
 
 #[tokio::test]
 async fn filters_search_and_paging_narrow_the_list() {
-    let app = spawn_app().await;
-    seed(&app).await;
-    let b = Browser::open(&app.base).await;
-    b.sign_in_to_list(&app.key).await;
-    b.expect(
-        "return document.querySelectorAll('tr[data-task-id]').length === 4",
-        "four rows",
-    )
-    .await;
+    let (app, b) = seeded_list().await;
 
     let select = |filter: &'static str, value: &'static str| {
         let b = &b;
@@ -525,15 +523,7 @@ async fn time_to_an_interactive_list_of_100_tasks() {
 /// The key header reaches the API exactly as a client sends it: the page has no other door.
 #[tokio::test]
 async fn the_page_calls_the_public_api_with_the_key_in_the_header_only() {
-    let app = spawn_app().await;
-    seed(&app).await;
-    let b = Browser::open(&app.base).await;
-    b.sign_in_to_list(&app.key).await;
-    b.expect(
-        "return document.querySelectorAll('tr[data-task-id]').length === 4",
-        "rows",
-    )
-    .await;
+    let (app, b) = seeded_list().await;
     let urls = b
         .js("return performance.getEntriesByType('resource').map(e => e.name)")
         .await;

@@ -375,7 +375,7 @@ impl<B: Backend> SqlDurable<B> {
     /// events past its cursor (up to `limit` deliveries in all, each as `room` allows), the events
     /// its selection wants become delivery rows and its cursor moves past what was read, in one
     /// transaction. An endpoint that is slow or down is given only what can be attempted; the
-    /// rest waits in the event log, which every write keeps anyway. Ids of the new rows.
+    /// rest waits in the event log, which every write keeps anyway. The new claims.
     async fn deliveries_from_log(
         &self,
         now: DateTime<Utc>,
