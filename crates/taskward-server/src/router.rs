@@ -103,7 +103,8 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn route_not_found(uri: Uri) -> ApiError {
+/// The 404 of a path no route serves (the path cut to 200 characters in the message).
+pub(crate) async fn route_not_found(uri: Uri) -> ApiError {
     ApiError::RouteNotFound(uri.path().chars().take(200).collect())
 }
 

@@ -99,11 +99,13 @@ async fn asset(uri: Uri, headers: HeaderMap) -> Result<Response, ApiError> {
         .path()
         .strip_prefix("/dashboard/assets/")
         .unwrap_or_default();
-    let i = ASSETS
+    match ASSETS
         .iter()
         .position(|a| a.name == name && a.name != "index.html")
-        .ok_or_else(|| ApiError::RouteNotFound(uri.path().chars().take(200).collect()))?;
-    Ok(serve(i, &headers))
+    {
+        Some(i) => Ok(serve(i, &headers)),
+        None => Err(crate::router::route_not_found(uri).await),
+    }
 }
 
 fn serve(i: usize, headers: &HeaderMap) -> Response {

@@ -229,7 +229,7 @@ impl Worker {
                 return;
             }
             let skip = self.saturated();
-            let per_endpoint = self.settings.per_endpoint_concurrency.max(1);
+            let per_endpoint = self.per_endpoint();
             let claim: i64 = rand::random();
             let now = Utc::now();
             let until = now + chrono::Duration::from_std(self.lease).unwrap_or_default();
@@ -275,9 +275,14 @@ impl Worker {
         }
     }
 
+    /// Most attempts in flight per endpoint (at least one).
+    fn per_endpoint(&self) -> usize {
+        self.settings.per_endpoint_concurrency.max(1)
+    }
+
     /// Endpoints with as many attempts in flight as they may have.
     fn saturated(&self) -> Vec<WebhookId> {
-        let per = self.settings.per_endpoint_concurrency.max(1);
+        let per = self.per_endpoint();
         self.in_flight
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -288,7 +293,7 @@ impl Worker {
     }
 
     fn take_room(&self, id: &WebhookId) -> Option<(WebhookId, tokio::sync::OwnedSemaphorePermit)> {
-        let per = self.settings.per_endpoint_concurrency.max(1);
+        let per = self.per_endpoint();
         let mut in_flight = self
             .in_flight
             .lock()

@@ -220,21 +220,33 @@ struct Behind {
     secrets: Vec<String>,
 }
 
-fn behind_of(row: &impl RowView, now: DateTime<Utc>) -> Result<Behind, StoreError> {
-    let mut secrets = vec![row.text(8)?];
-    if let (Some(old), Some(until)) = (row.opt_text(9)?, row.opt_time(10)?) {
+/// The tenant in columns `i` (org) and `i + 1` (mode).
+fn tenant_at(row: &impl RowView, i: usize) -> Result<Tenant, StoreError> {
+    Ok(Tenant {
+        org: OrgId::parse(&row.text(i)?).map_err(bad)?,
+        mode: Mode::parse(&row.text(i + 1)?).map_err(bad)?,
+    })
+}
+
+/// The secrets that sign an attempt at `now`, from columns `i` (secret), `i + 1` (the one it
+/// replaced) and `i + 2` (until when that one still signs).
+fn secrets_at(row: &impl RowView, i: usize, now: DateTime<Utc>) -> Result<Vec<String>, StoreError> {
+    let mut secrets = vec![row.text(i)?];
+    if let (Some(old), Some(until)) = (row.opt_text(i + 1)?, row.opt_time(i + 2)?) {
         if until > now {
             secrets.push(old);
         }
     }
+    Ok(secrets)
+}
+
+fn behind_of(row: &impl RowView, now: DateTime<Utc>) -> Result<Behind, StoreError> {
+    let secrets = secrets_at(row, 8, now)?;
     Ok(Behind {
         url: row.text(7)?,
         secrets,
         webhook_id: row.text(0)?,
-        tenant: Tenant {
-            org: OrgId::parse(&row.text(1)?).map_err(bad)?,
-            mode: Mode::parse(&row.text(2)?).map_err(bad)?,
-        },
+        tenant: tenant_at(row, 1)?,
         cursor: row.int(3)?,
         mask: row.int(4)?,
         last: row.int(5)?,
@@ -346,16 +358,8 @@ fn claimed(d: Dialect, ids: &[i64]) -> Sql {
 fn claimed_of(row: &impl RowView, now: DateTime<Utc>) -> Result<Claimed, StoreError> {
     let delivery = delivery_of(row)?;
     let n = DELIVERY_COLUMN_COUNT;
-    let tenant = Tenant {
-        org: OrgId::parse(&row.text(n)?).map_err(bad)?,
-        mode: Mode::parse(&row.text(n + 1)?).map_err(bad)?,
-    };
-    let mut secrets = vec![row.text(n + 3)?];
-    if let (Some(old), Some(until)) = (row.opt_text(n + 4)?, row.opt_time(n + 5)?) {
-        if until > now {
-            secrets.push(old);
-        }
-    }
+    let tenant = tenant_at(row, n)?;
+    let secrets = secrets_at(row, n + 3, now)?;
     let event: Option<StoredEvent> = match row.opt_int(n + 6)? {
         Some(_) => Some(event_of_at(row, n + 6)?),
         None => None,
