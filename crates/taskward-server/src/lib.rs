@@ -28,6 +28,8 @@ pub mod webhooks;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -83,14 +85,27 @@ impl Server {
         )
         .context("starting webhook delivery")?;
         let limits = self.state.settings.limits.clone();
-        // Long-polls answer at once when the stop comes, so draining does not wait them out.
+        let delay = Duration::from_secs(self.state.settings.server.drain_delay_seconds);
+        let draining = self.state.draining.clone();
         let store = self.state.store.clone();
+        // The stop as a load balancer needs it: first out of rotation (`/readyz` 503, each
+        // response closing its connection) while still serving, for as long as balancers take
+        // to notice; only then the listener closes. Long-polls and streams answer at once
+        // then, so draining does not wait them out.
         let shutdown = async move {
             shutdown.await;
+            draining.store(true, Ordering::Relaxed);
+            tracing::info!(
+                delay_seconds = delay.as_secs(),
+                "draining: /readyz answers 503; serving on until the drain delay ends"
+            );
+            tokio::time::sleep(delay).await;
             store.end_waits();
+            tracing::info!("drain delay over: no longer accepting; finishing in-flight requests");
         };
+        let draining = self.state.draining.clone();
         let app = router(self.state);
-        serve::serve(self.listener, app, &limits, shutdown).await;
+        serve::serve(self.listener, app, &limits, draining, shutdown).await;
         dispatcher.stop().await;
         background.stop().await.context("store background task")
     }

@@ -16,6 +16,7 @@
 //!   failing the read when a started head is too slow.
 //! - Past the cap, new connections are not accepted: they wait in the kernel's backlog until a
 //!   connection closes, rather than being refused, so a burst is served late instead of failing.
+//! - While draining (see [`crate::Server::run`]) every response carries `Connection: close`.
 //! - On shutdown the listener closes, idle connections close, and each connection finishes the
 //!   request it is serving (and sends its response) before closing.
 
@@ -23,7 +24,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -33,6 +34,7 @@ use axum::Router;
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
@@ -50,6 +52,7 @@ pub(crate) async fn serve(
     listener: TcpListener,
     app: Router,
     limits: &LimitSettings,
+    draining: Arc<AtomicBool>,
     shutdown: impl Future<Output = ()>,
 ) {
     let mut http = http1::Builder::new();
@@ -83,7 +86,10 @@ pub(crate) async fn serve(
         let _ = stream.set_nodelay(true);
         let activity = Arc::new(Activity::default());
         let io = IdleIo::new(stream, activity.clone(), timeouts);
-        let conn = http.serve_connection(TokioIo::new(io), service(app.clone(), activity));
+        let conn = http.serve_connection(
+            TokioIo::new(io),
+            service(app.clone(), activity, draining.clone()),
+        );
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {
@@ -101,6 +107,7 @@ pub(crate) async fn serve(
 fn service(
     app: Router,
     activity: Arc<Activity>,
+    draining: Arc<AtomicBool>,
 ) -> impl hyper::service::Service<
     Request<Incoming>,
     Response = Response<TrackedResponse>,
@@ -110,10 +117,18 @@ fn service(
     hyper::service::service_fn(move |req: Request<Incoming>| {
         let mut in_flight = InFlight::start(&activity);
         let response = app.clone().oneshot(req);
+        let draining = draining.clone();
         async move {
             // hyper polls the service in the connection's task.
             in_flight.task = Some(std::future::poll_fn(|cx| Poll::Ready(cx.waker().clone())).await);
-            let response = response.await?;
+            let mut response = response.await?;
+            // Draining: the client's next request opens a new connection, which the balancer
+            // sends to another instance; hyper closes this one after the response.
+            if draining.load(Ordering::Relaxed) {
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
             Ok(response.map(|body| TrackedResponse {
                 body,
                 _in_flight: in_flight,

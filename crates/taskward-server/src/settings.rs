@@ -24,6 +24,9 @@ pub struct Settings {
     /// Redis URL (`redis://host:6379/0`): selects the Redis hot tier instead of the in-process
     /// cache.
     pub redis_url: Option<Secret>,
+    /// Redis Cluster seed nodes, comma-separated (`redis://h1:p1,redis://h2:p2`): selects a
+    /// Redis Cluster as the hot tier instead of `redis_url` (setting both is an error).
+    pub redis_cluster_nodes: Option<SecretList>,
     /// PostgreSQL URL (`postgres://user:pass@host/db`): selects the PostgreSQL durable tier
     /// instead of SQLite in `data_dir`.
     pub database_url: Option<Secret>,
@@ -34,6 +37,7 @@ pub struct Settings {
     pub log: LogSettings,
     pub events: EventSettings,
     pub webhooks: WebhookSettings,
+    pub server: ServerSettings,
 }
 
 impl Default for Settings {
@@ -43,6 +47,7 @@ impl Default for Settings {
             data_dir: PathBuf::from("taskward-data"),
             task_types: Vec::new(),
             redis_url: None,
+            redis_cluster_nodes: None,
             database_url: None,
             hot: HotSettings::default(),
             durable: DurableSettings::default(),
@@ -51,6 +56,25 @@ impl Default for Settings {
             log: LogSettings::default(),
             events: EventSettings::default(),
             webhooks: WebhookSettings::default(),
+            server: ServerSettings::default(),
+        }
+    }
+}
+
+/// How the server stops.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Seconds between SIGTERM and the listener closing: `/readyz` answers 503 (`draining`)
+    /// and every response closes its connection, while requests are still served, so load
+    /// balancers take the instance out before it stops accepting.
+    pub drain_delay_seconds: u64,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            drain_delay_seconds: 5,
         }
     }
 }
@@ -68,6 +92,11 @@ pub struct HotSettings {
     pub redis_timeout_ms: u64,
     /// Prefix of every Redis key (lets deployments or tests share one Redis).
     pub redis_prefix: String,
+    /// On a Redis Cluster: how many replicas must have each hot write (`WAIT`) before it
+    /// counts; otherwise the write takes the pending-invalidation path, so a master failing
+    /// over to a replica that lacks the write cannot serve the version before it. 0 for a
+    /// cluster without replicas.
+    pub cluster_wait_replicas: u32,
     /// Milliseconds an instance reads the hot tier after it last checked the durable tier for
     /// pending invalidations (it checks four times in that span). A write whose hot write
     /// failed is acknowledged only this long after recording its invalidation, so that no
@@ -82,6 +111,7 @@ impl Default for HotSettings {
             memory_capacity: 100_000,
             redis_timeout_ms: 100,
             redis_prefix: "taskward:".into(),
+            cluster_wait_replicas: 1,
             trust_lease_ms: 400,
         }
     }
@@ -322,6 +352,50 @@ impl Serialize for Secret {
     }
 }
 
+/// A comma-separated list of secret URLs (Redis Cluster seed nodes): each masked as
+/// [`Secret`] masks one.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct SecretList(String);
+
+impl SecretList {
+    /// Wraps a comma-separated list.
+    pub fn new(s: impl Into<String>) -> Self {
+        SecretList(s.into())
+    }
+
+    /// The URLs themselves, for connecting (blank entries dropped).
+    pub fn expose(&self) -> Vec<String> {
+        self.0
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Each URL masked.
+    pub fn masked(&self) -> String {
+        self.expose()
+            .into_iter()
+            .map(|n| Secret(n).masked())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+impl std::fmt::Debug for SecretList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SecretList({})", self.masked())
+    }
+}
+
+impl Serialize for SecretList {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.masked())
+    }
+}
+
 /// Flags that override every other layer.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
@@ -365,6 +439,18 @@ impl Settings {
     /// Checks what the types cannot: a retention shorter than the hot TTL would let a swept
     /// task live on in the hot tier.
     pub fn validate(&self) -> Result<(), String> {
+        match (&self.redis_url, &self.redis_cluster_nodes) {
+            (Some(_), Some(_)) => {
+                return Err(
+                    "set redis_url (one Redis) or redis_cluster_nodes (a Redis Cluster), not both"
+                        .into(),
+                )
+            }
+            (None, Some(nodes)) if nodes.expose().is_empty() => {
+                return Err("redis_cluster_nodes names no node".into())
+            }
+            _ => {}
+        }
         let w = &self.webhooks;
         if let Some(bad) = w
             .retry_schedule_seconds

@@ -1,12 +1,13 @@
 //! What every handler shares: cheap handles, built once from [`Settings`].
 
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
 use taskward_model::TaskTypes;
 use taskward_store::{
     DurableTier, HotTier, KeyStore, Keys, Maintenance, MemoryHot, NoHot, PostgresDurable,
-    PostgresOptions, RedisHot, SqliteDurable, TieredStore, WebhookStore,
+    PostgresOptions, RedisHot, RedisTarget, SqliteDurable, TieredStore, WebhookStore,
 };
 
 use crate::auth::KeyCache;
@@ -36,6 +37,9 @@ pub struct Shared {
     pub metrics: crate::metrics::Metrics,
     /// `/openapi.json`, serialised once: it enumerates this configuration's task types.
     pub openapi: bytes::Bytes,
+    /// Set on SIGTERM: `/readyz` answers 503 and responses close their connections (see
+    /// [`crate::Server::run`]).
+    pub draining: Arc<AtomicBool>,
 }
 
 impl std::ops::Deref for AppState {
@@ -58,6 +62,7 @@ impl AppState {
         let openapi = serde_json::to_vec(&crate::openapi::document(&task_types))?.into();
         Ok(AppState(Arc::new(Shared {
             openapi,
+            draining: Arc::default(),
             store: storage.tasks,
             key_store: storage.keys,
             webhooks: storage.webhooks,
@@ -111,15 +116,26 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Storage> {
         }
     };
     let ttl = Duration::from_secs(settings.hot.ttl_secs);
-    let hot: Arc<dyn HotTier> = match (&settings.redis_url, &settings.database_url) {
-        (Some(url), _) => Arc::new(
+    let redis = match (&settings.redis_url, &settings.redis_cluster_nodes) {
+        (Some(url), _) => Some((RedisTarget::Server(url.expose().to_owned()), url.masked())),
+        (None, Some(nodes)) => Some((
+            RedisTarget::Cluster {
+                nodes: nodes.expose(),
+                wait_replicas: settings.hot.cluster_wait_replicas,
+            },
+            format!("cluster {}", nodes.masked()),
+        )),
+        (None, None) => None,
+    };
+    let hot: Arc<dyn HotTier> = match (redis, &settings.database_url) {
+        (Some((target, shown)), _) => Arc::new(
             RedisHot::new(
-                url.expose(),
+                &target,
                 &settings.hot.redis_prefix,
                 ttl,
                 Duration::from_millis(settings.hot.redis_timeout_ms),
             )
-            .map_err(|e| anyhow::anyhow!("Redis at {}: {e}", url.masked()))?,
+            .map_err(|e| anyhow::anyhow!("Redis at {shown}: {e}"))?,
         ),
         // Several instances may share PostgreSQL: a cache of each one's own would serve
         // another instance's writes late.

@@ -20,7 +20,8 @@ pub use durable::{
     SqliteDurable, WriteId,
 };
 pub use feeds::{FeedEvent, ListenError, Listener, FEED_CAPACITY};
-pub use hot::{memory::MemoryHot, none::NoHot, redis::RedisHot, HotTier, RenderedTask};
+pub use hot::redis::{RedisHot, RedisTarget};
+pub use hot::{memory::MemoryHot, none::NoHot, HotTier, RenderedTask};
 pub use keys::Keys;
 pub use tiered::{
     Background, Created, Killed, Maintenance, Readiness, Source, StoreStats, TieredStore,

@@ -15,7 +15,7 @@ use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::{json, Value};
 use sqlx::Connection;
 use taskward_model::{Mode, OrgId, Scopes};
-use taskward_server::settings::Secret;
+use taskward_server::settings::{Secret, ServerSettings};
 use taskward_server::{Server, Settings};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
@@ -126,6 +126,10 @@ impl TestApp {
         let mut settings = Settings {
             listen: "127.0.0.1:0".parse().expect("addr"),
             data_dir: dir.path().to_path_buf(),
+            // Stops at once: no balancer to wait for (tests of the drain set it).
+            server: ServerSettings {
+                drain_delay_seconds: 0,
+            },
             ..Settings::default()
         };
         let namespace = (shape == Shape::Production).then(Namespace::new);
@@ -182,6 +186,15 @@ impl TestApp {
     pub async fn restart(self) -> TestApp {
         let (dir, mut settings, namespace) = self.stop().await;
         settings.listen = "127.0.0.1:0".parse().expect("addr");
+        TestApp::start(settings, dir, namespace).await
+    }
+
+    /// Stops the server (draining as on SIGTERM) and starts a new one on the same data and
+    /// the same address, as a process manager restarts a service behind a balancer.
+    pub async fn restart_in_place(self) -> TestApp {
+        let addr = self.addr;
+        let (dir, mut settings, namespace) = self.stop().await;
+        settings.listen = addr;
         TestApp::start(settings, dir, namespace).await
     }
 

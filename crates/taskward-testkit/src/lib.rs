@@ -15,6 +15,9 @@
 //! - With `app` too, [`Receiver`]: a webhook receiver that records requests and answers as told.
 //!
 //! - [`TcpProxy`]: a proxy in front of a server, to stall or cut one client's connection alone.
+//! - [`Haproxy`]: a load balancer in front of several instances.
+//! - [`RedisCluster`]: six private redis-servers as a cluster of three masters and three
+//!   replicas, to fail a master over.
 //!
 //! `TASKWARD_TEST_DATABASE_URL` and `TASKWARD_TEST_REDIS_URL` override the default addresses.
 
@@ -22,17 +25,21 @@
 mod app;
 #[cfg(feature = "app")]
 mod contract;
+mod haproxy;
 mod proxy;
 #[cfg(feature = "app")]
 mod receiver;
+mod redis_cluster;
 
 #[cfg(feature = "app")]
 pub use app::{Namespace, Shape, TestApp, WriteLock};
 #[cfg(feature = "app")]
 pub use contract::{assert_error, assert_error_shape, assert_task_shape, ids};
+pub use haproxy::Haproxy;
 pub use proxy::TcpProxy;
 #[cfg(feature = "app")]
 pub use receiver::{Answer, Hit, Receiver};
+pub use redis_cluster::RedisCluster;
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};

@@ -5,6 +5,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
 use serde_json::json;
+use std::sync::atomic::Ordering;
 
 use crate::state::AppState;
 
@@ -17,14 +18,17 @@ pub async fn healthz() -> impl IntoResponse {
     Json(json!({ "status": "ok" }))
 }
 
-/// Ready: every tier answers. 503 names the tier that does not.
+/// Ready while this instance can serve: the durable tier answers and it is not draining. A hot
+/// tier that is down makes it `degraded` but still 200 (reads and writes go on through the
+/// durable tier), so a Redis outage or failover does not take every instance out of a load
+/// balancer at once.
 #[utoipa::path(
     get, path = "/readyz", tag = "operations",
     responses(
-        (status = 200, description = "Every tier reachable", body = Object,
-            example = json!({"status": "ready", "tiers": {"hot": {"backend": "memory", "ok": true}, "durable": {"backend": "sqlite", "ok": true}}})),
-        (status = 503, description = "A tier is unreachable; `error` says why", body = Object,
-            example = json!({"status": "unavailable", "tiers": {"hot": {"backend": "redis", "ok": false, "error": "connection refused"}, "durable": {"backend": "postgres", "ok": true}}})),
+        (status = 200, description = "Serving: `ready`, or `degraded` when the hot tier is unreachable (`error` says why)", body = Object,
+            example = json!({"status": "degraded", "tiers": {"hot": {"backend": "redis", "ok": false, "error": "connection refused"}, "durable": {"backend": "postgres", "ok": true}}})),
+        (status = 503, description = "`draining` (stopping: send elsewhere) or `unavailable` (the durable tier is unreachable)", body = Object,
+            example = json!({"status": "draining", "tiers": {"hot": {"backend": "redis", "ok": true}, "durable": {"backend": "postgres", "ok": true}}})),
     )
 )]
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
@@ -33,16 +37,19 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         Ok(()) => json!({ "backend": backend, "ok": true }),
         Err(e) => json!({ "backend": backend, "ok": false, "error": e }),
     };
-    let ok = r.hot.1.is_ok() && r.durable.1.is_ok();
+    let (status, word) = if state.draining.load(Ordering::Relaxed) {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining")
+    } else if r.durable.1.is_err() {
+        (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+    } else if r.hot.1.is_err() {
+        (StatusCode::OK, "degraded")
+    } else {
+        (StatusCode::OK, "ready")
+    };
     let body = json!({
-        "status": if ok { "ready" } else { "unavailable" },
+        "status": word,
         "tiers": { "hot": tier(r.hot), "durable": tier(r.durable) },
     });
-    let status = if ok {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
     (status, Json(body))
 }
 

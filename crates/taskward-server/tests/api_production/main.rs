@@ -6,13 +6,16 @@
 //! SIGKILL and restarted (`postgres_killed`), writers racing on one task (`races`), over the
 //! load driver and bookkeeping in `load`. They print what clients saw: run with
 //! `--no-capture` to see the figures. `stale_reads` checks the read-after-write guarantee across
-//! three instances under each fault. (The crash of the embedded binary is in
+//! three instances under each fault; `balanced` puts three behind HAProxy for a rolling
+//! restart under load; `redis_cluster` runs the hot tier on a Redis Cluster and fails a
+//! master over under load. (The crash of the embedded binary is in
 //! `crates/taskward/tests/cli/crash.rs`.)
 
 #[path = "../api/auth.rs"]
 mod auth;
 #[path = "../api/bad_input.rs"]
 mod bad_input;
+mod balanced;
 #[path = "../api/concurrency.rs"]
 mod concurrency;
 #[path = "../api/events.rs"]
@@ -26,6 +29,7 @@ mod long_poll;
 mod metrics;
 mod postgres_killed;
 mod races;
+mod redis_cluster;
 mod redis_faults;
 mod stale_reads;
 #[path = "../api/support.rs"]

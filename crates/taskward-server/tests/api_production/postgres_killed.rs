@@ -50,6 +50,12 @@ async fn postgres_killed_under_load_keeps_cached_reads_refuses_writes_and_loses_
             )
             .await;
         assert_error(res, StatusCode::SERVICE_UNAVAILABLE).await;
+        // Out of rotation: it can serve cached reads, but no write.
+        let res = app.get_public("/readyz").await;
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let ready: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(ready["status"], "unavailable", "{ready}");
+        assert_eq!(ready["tiers"]["durable"]["ok"], false, "{ready}");
         pg.restart();
     })
     .await;

@@ -1,6 +1,7 @@
 //! The hot tier breaks under load: a private redis-server is SIGKILLed (data gone) or
 //! SIGSTOPped (a partition: alive, old data kept, no answers), while writers and readers keep
-//! going through the real HTTP server over the machine's PostgreSQL.
+//! going through the real HTTP server over the machine's PostgreSQL, and `/readyz` keeps the
+//! instance in rotation (`degraded`).
 
 use std::time::{Duration, Instant};
 
@@ -24,6 +25,17 @@ async fn app_over(redis: &RedisServer) -> TestApp {
     .await
 }
 
+/// `/readyz`'s status code and `status`, its hot tier's `ok` checked against the status.
+async fn readiness(app: &TestApp) -> (u16, String) {
+    let res = app.get_public("/readyz").await;
+    let code = res.status().as_u16();
+    let body: serde_json::Value = res.json().await.expect("json");
+    let status = body["status"].as_str().expect("status").to_owned();
+    assert_eq!(body["tiers"]["hot"]["ok"], status != "degraded", "{body}");
+    assert_eq!(body["tiers"]["durable"]["ok"], true, "{body}");
+    (code, status)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_killed_under_load_fails_no_request_and_loses_no_acknowledged_write() {
     let mut redis = RedisServer::start();
@@ -31,12 +43,25 @@ async fn redis_killed_under_load_fails_no_request_and_loses_no_acknowledged_writ
     let ids = seed(&app, "t", 16).await;
     let load = Load::start(&app.base, &app.key, &ids, 4, 4);
     load.during(async {
+        assert_eq!(readiness(&app).await, (200, "ready".into()));
         redis.kill();
+        // Still in rotation: a Redis outage must not take every instance out of a balancer.
+        let (status, ready) = readiness(&app).await;
+        assert_eq!((status, ready.as_str()), (200, "degraded"));
         sleep(Duration::from_secs(2)).await;
         redis.restart();
     })
     .await;
     sleep(Duration::from_secs(2)).await;
+    // Back to `ready` once the client has reconnected.
+    let back = Instant::now() + Duration::from_secs(10);
+    while readiness(&app).await != (200, "ready".into()) {
+        assert!(
+            Instant::now() < back,
+            "/readyz still not ready after Redis came back"
+        );
+        sleep(Duration::from_millis(100)).await;
+    }
     let book = load.stop().await;
     book.print("redis killed");
     book.assert_no_failed_or_stale_request("redis killed");

@@ -91,7 +91,7 @@ async fn redis_and_raw() -> (
 ) {
     let ns = taskward_testkit::RedisPrefix::new();
     let hot = taskward_store::RedisHot::new(
-        &ns.url,
+        &taskward_store::RedisTarget::Server(ns.url.clone()),
         &ns.prefix,
         Duration::from_secs(3600),
         Duration::from_secs(2),

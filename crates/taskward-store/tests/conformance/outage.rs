@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use taskward_model::{Task, UpdateTask};
-use taskward_store::{HotTier, RedisHot, Source, TieredStore};
+use taskward_store::{HotTier, RedisHot, RedisTarget, Source, TieredStore};
 use taskward_testkit::RedisServer;
 
 use crate::support::{acme, create_t1, id, sqlite, Durable};
@@ -15,8 +15,15 @@ use crate::support::{acme, create_t1, id, sqlite, Durable};
 const TIMEOUT: Duration = Duration::from_millis(200);
 
 async fn store_over(server: &RedisServer, durable: &Durable) -> (TieredStore, Arc<RedisHot>) {
-    let hot =
-        Arc::new(RedisHot::new(&server.url(), "tw:", Duration::from_secs(3600), TIMEOUT).unwrap());
+    let hot = Arc::new(
+        RedisHot::new(
+            &RedisTarget::Server(server.url()),
+            "tw:",
+            Duration::from_secs(3600),
+            TIMEOUT,
+        )
+        .unwrap(),
+    );
     let store = TieredStore::new(hot.clone(), durable.tier.clone())
         .await
         .unwrap();

@@ -94,7 +94,13 @@ pub fn memory(ttl: Duration) -> Hot {
 
 pub fn redis(ttl: Duration) -> Hot {
     let ns = RedisPrefix::new();
-    let tier = RedisHot::new(&ns.url, &ns.prefix, ttl, Duration::from_secs(2)).unwrap();
+    let tier = RedisHot::new(
+        &taskward_store::RedisTarget::Server(ns.url.clone()),
+        &ns.prefix,
+        ttl,
+        Duration::from_secs(2),
+    )
+    .unwrap();
     Hot {
         tier: Arc::new(tier),
         _guard: Some(ns),

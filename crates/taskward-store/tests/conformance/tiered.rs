@@ -173,9 +173,13 @@ async fn an_instance_cut_off_from_the_hot_tier_never_leaves_another_reading_the_
         .unwrap();
     let mut gone = taskward_testkit::RedisServer::start();
     gone.kill();
-    let unreachable =
-        taskward_store::RedisHot::new(&gone.url(), "unused:", ttl, Duration::from_millis(50))
-            .unwrap();
+    let unreachable = taskward_store::RedisHot::new(
+        &taskward_store::RedisTarget::Server(gone.url()),
+        "unused:",
+        ttl,
+        Duration::from_millis(50),
+    )
+    .unwrap();
     let a = TieredStore::with_lease(Arc::new(unreachable), durable.tier.clone(), lease)
         .await
         .unwrap();

@@ -2,6 +2,7 @@
 
 mod client_cmds;
 mod config;
+mod health;
 mod keys;
 mod render;
 mod serve;
@@ -32,6 +33,9 @@ enum Command {
     Keys(keys::KeysCommand),
     /// Print the effective configuration (all layers applied) as TOML.
     Config(config::ConfigArgs),
+    /// Ask a running server whether it is ready (GET /readyz): exit 0 if so, 1 if not. For
+    /// container health checks.
+    Health(health::HealthArgs),
     /// Show one task (--wait: until it ends; exit codes as for `watch`).
     Get(client_cmds::GetArgs),
     /// List tasks as a table (or JSON lines), newest first.
@@ -82,6 +86,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => done(serve::run(args).await),
         Command::Keys(cmd) => done(keys::run(cmd).await),
         Command::Config(args) => done(config::run(&args)),
+        Command::Health(args) => done(health::run(&args)),
         // A client command that cannot reach the server says what to check, the same for all.
         Command::Get(a) => a.conn.explain(client_cmds::get(&a).await),
         Command::List(a) => a.conn.explain(client_cmds::list(&a).await),

@@ -3,6 +3,7 @@
 //!   layers;
 //! - `client`: the client commands (`get`, `list`, `kill`, `watch`, `create`, `update`),
 //!   `watch` under a pseudo-terminal;
+//! - `deploy`: the recipes in `deploy/` validated, and the image's runtime exercised;
 //! - `crash`: SIGKILL of the embedded default during a write burst loses nothing acknowledged;
 //! - `sigterm_and_logs`: SIGTERM drains in-flight requests; no secret in any log line;
 //! - `webhook_crash`: deliveries in flight at a SIGKILL are delivered after the restart.
@@ -12,6 +13,7 @@
 
 mod client;
 mod crash;
+mod deploy;
 mod serve_and_keys;
 mod sigterm_and_logs;
 mod support;

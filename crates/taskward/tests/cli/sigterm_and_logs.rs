@@ -1,6 +1,8 @@
 //! The real `taskward serve` binary under two operational promises:
-//! - SIGTERM during a write burst drains: requests in flight finish with their response, the
-//!   process exits cleanly, and after a restart every acknowledged write is there.
+//! - SIGTERM during a write burst drains: `/readyz` turns 503 at once while requests are still
+//!   served through the drain delay, then the listener closes, requests in flight finish with
+//!   their response, long-polls end, the process exits cleanly, and after a restart every
+//!   acknowledged write is there.
 //! - No log line, even at `RUST_LOG=trace` through a full production-shape run (keys minted,
 //!   writes, reads, bad keys, Redis killed), contains an API key or a database/Redis password.
 //! - Log lines carry colour codes only when stderr is a terminal and `NO_COLOR` is unset: a
@@ -21,6 +23,10 @@ use crate::support::{free_addr, output_ok, taskward, Serve};
 fn start(cwd: &Path, tweak: impl FnOnce(&mut Command)) -> Serve {
     Serve::start(cwd, &cwd.join("data"), tweak)
 }
+
+/// `server.drain_delay_seconds` of the SIGTERM test: long enough to look at the server while
+/// it drains.
+const DRAIN_DELAY: Duration = Duration::from_secs(3);
 
 /// How long a server may take to answer `/healthz` (the production shape migrates first).
 const HEALTHY_WITHIN: Duration = Duration::from_secs(20);
@@ -80,7 +86,12 @@ async fn writer(base: String, key: String, id: String) -> Acked {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_in_flight_requests_and_loses_no_acknowledged_write() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut serve = start(dir.path(), |_| {});
+    let mut serve = start(dir.path(), |c| {
+        c.env(
+            "TASKWARD_SERVER__DRAIN_DELAY_SECONDS",
+            DRAIN_DELAY.as_secs().to_string(),
+        );
+    });
     serve.wait_healthy(HEALTHY_WITHIN).await;
     let key = serve.first_key().await;
     let base = serve.url("");
@@ -99,7 +110,7 @@ async fn sigterm_drains_in_flight_requests_and_loses_no_acknowledged_write() {
         .map(|_| {
             let (c, url, key) = (
                 client.clone(),
-                serve.url("/v1/tasks/watched?wait=2"),
+                serve.url("/v1/tasks/watched?wait=10"),
                 key.clone(),
             );
             tokio::spawn(async move {
@@ -119,8 +130,34 @@ async fn sigterm_drains_in_flight_requests_and_loses_no_acknowledged_write() {
     let signalled = Instant::now();
     serve.sigterm();
 
-    // Not accepting any more: a new connection is refused while the drain goes on.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Out of rotation at once, yet still serving: readiness fails, requests (on new
+    // connections too) are answered, each closing its connection so that a balancer's next
+    // request goes elsewhere. The writers write on meanwhile.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let ready = reqwest::Client::new()
+        .get(serve.url("/readyz"))
+        .send()
+        .await
+        .expect("served during the drain delay");
+    assert_eq!(ready.status(), 503);
+    assert_eq!(ready.headers()["connection"], "close");
+    let ready: Value = ready.json().await.unwrap();
+    assert_eq!(ready["status"], "draining", "{ready}");
+    let still = reqwest::Client::new()
+        .get(serve.url("/v1/tasks/watched"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("served during the drain delay");
+    assert_eq!(still.status(), 200);
+    assert!(
+        signalled.elapsed() < DRAIN_DELAY,
+        "the checks above ran within the drain delay (the machine was too slow to tell)"
+    );
+
+    // Not accepting any more once the delay is over: a new connection is refused while the
+    // drain goes on.
+    tokio::time::sleep_until((signalled + DRAIN_DELAY + Duration::from_millis(300)).into()).await;
     let late = reqwest::Client::new()
         .get(serve.url("/healthz"))
         .timeout(Duration::from_secs(2))

@@ -100,6 +100,11 @@ impl Serve {
     /// Spawns `cmd`, a `serve` command that will listen on `addr`; stdout (where the
     /// first-start key is printed) and stderr (the logs) are collected.
     pub fn spawn(mut cmd: Command, addr: SocketAddr) -> Serve {
+        // Stops at once unless the test asks for the drain delay a balancer needs.
+        let delay = "TASKWARD_SERVER__DRAIN_DELAY_SECONDS";
+        if !cmd.get_envs().any(|(name, _)| name == delay) {
+            cmd.env(delay, "0");
+        }
         let spawned_at = Instant::now();
         let mut child = cmd
             .stdout(Stdio::piped())
