@@ -573,6 +573,37 @@ mod tests {
     }
 
     #[test]
+    fn cluster_nodes_come_from_the_environment_masked_and_exclude_redis_url() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env(
+                "TASKWARD_REDIS_CLUSTER_NODES",
+                "redis://:pw1@h1:7000, redis://:pw2@h2:7001,",
+            );
+            let s = Settings::load(None, &Overrides::default()).map_err(|e| *e)?;
+            let nodes = s.redis_cluster_nodes.clone().expect("nodes");
+            assert_eq!(
+                nodes.expose(),
+                ["redis://:pw1@h1:7000", "redis://:pw2@h2:7001"]
+            );
+            let shown = format!("{}\n{s:?}", s.to_toml());
+            assert!(!shown.contains("pw1") && !shown.contains("pw2"), "{shown}");
+            assert!(shown.contains("redis://:***@h2:7001"), "{shown}");
+            jail.set_env("TASKWARD_REDIS_URL", "redis://cache:6379");
+            let both = Settings::load(None, &Overrides::default());
+            assert!(
+                both.is_err_and(|e| e.to_string().contains("not both")),
+                "redis_url and redis_cluster_nodes together are refused"
+            );
+            Ok(())
+        });
+        let s = Settings {
+            redis_cluster_nodes: Some(SecretList::new(" , ")),
+            ..Settings::default()
+        };
+        assert!(s.validate().is_err(), "a list of no node");
+    }
+
+    #[test]
     fn retention_must_outlive_the_hot_ttl() {
         let mut s = Settings::default();
         assert!(s.validate().is_ok());

@@ -2,7 +2,8 @@
 //! them, over one Redis and over a Redis Cluster: a rolling restart under load — each instance
 //! in turn stopped as on SIGTERM (drain delay, then drain) and started again on its address —
 //! fails no request, serves no stale read and loses no acknowledged write; a long-poll sent
-//! through the balancer is woken by a write sent through it to another instance.
+//! through the balancer is woken by a write sent through it to another instance; a revoked key
+//! is refused by every instance once the key cache lifetime (5 s) has passed.
 
 use std::time::{Duration, Instant};
 
@@ -134,5 +135,35 @@ async fn long_poll_across(cluster: Option<&RedisCluster>) {
         assert_eq!(task["status"], "COMPLETED");
         // Woken by the write, not by the end of the wait.
         assert!(waited < Duration::from_secs(15), "waited {waited:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_key_is_refused_by_every_instance_once_the_key_cache_lifetime_has_passed() {
+    let ([a, b, c], lb) = three_behind_haproxy(None).await;
+    let key = a
+        .key_for("revoking", taskward_model::Mode::Live, "read,write")
+        .await;
+    let client = reqwest::Client::new();
+    let status = |url: String| {
+        let req = client.get(url).bearer_auth(&key);
+        async move { req.send().await.expect("answered").status().as_u16() }
+    };
+    // Each instance has the key in its cache (404: the key is good, the task unknown).
+    for app in [&a, &b, &c] {
+        assert_eq!(status(app.url("/v1/tasks/none")).await, 404);
+    }
+    let store = taskward_server::open_store(&a.settings).await.unwrap();
+    assert!(store.keys.revoke(&key).await.unwrap());
+    let revoked = Instant::now();
+    // SPEC: refused by every instance within 5 s of the revocation (auth.key_cache_ttl_ms).
+    let ttl = Duration::from_millis(a.settings.auth.key_cache_ttl_ms);
+    assert!(ttl <= Duration::from_secs(5));
+    tokio::time::sleep_until((revoked + ttl + Duration::from_millis(50)).into()).await;
+    for app in [&a, &b, &c] {
+        assert_eq!(status(app.url("/v1/tasks/none")).await, 401, "{}", app.base);
+    }
+    for _ in 0..6 {
+        assert_eq!(status(format!("{}/v1/tasks/none", lb.url())).await, 401);
     }
 }
