@@ -2,9 +2,9 @@
 //! would put it in front of taskward: round robin, health checks on `/readyz`, a request
 //! whose connection was refused sent to another instance.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A running `haproxy` on a free loopback port; killed on drop.
 #[derive(Debug)]
@@ -24,10 +24,7 @@ impl Haproxy {
     #[allow(clippy::disallowed_methods)]
     pub fn start(backends: &[SocketAddr]) -> Haproxy {
         let dir = tempfile::tempdir().expect("temp dir");
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free port");
+        let port = crate::free_port();
         let inter = Self::CHECK_INTERVAL.as_millis();
         let mut cfg = format!(
             "global\n    maxconn 4096\n\
@@ -51,14 +48,7 @@ impl Haproxy {
             .stderr(Stdio::null())
             .spawn()
             .expect("haproxy is installed (Debian package haproxy)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "haproxy did not start on port {port}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        crate::wait_for_port(port, "haproxy");
         Haproxy {
             child,
             port,

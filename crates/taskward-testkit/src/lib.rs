@@ -194,6 +194,20 @@ pub struct RedisServer {
     dir: tempfile::TempDir,
 }
 
+/// Waits until a server `what` accepts connections on loopback `port` (10 s at most).
+// Blocking is fine here: a test waits for its own server before doing anything else.
+#[allow(clippy::disallowed_methods)]
+fn wait_for_port(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not start on port {port}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -235,15 +249,7 @@ impl RedisServer {
             .spawn()
             .expect("redis-server is installed");
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "redis-server did not start on port {}",
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_for_port(self.port, "redis-server");
     }
 
     /// `redis://127.0.0.1:<port>`

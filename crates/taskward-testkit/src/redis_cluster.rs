@@ -4,7 +4,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::free_port;
+use crate::{free_port, wait_for_port};
 
 /// How long a master may be silent before the cluster fails it over to its replica.
 const NODE_TIMEOUT_MS: u64 = 1000;
@@ -70,14 +70,7 @@ impl RedisCluster {
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server is installed");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "redis-server did not start on {port}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_for_port(port, "redis-server");
         child
     }
 

@@ -12,7 +12,7 @@ use taskward_server::settings::SecretList;
 use taskward_testkit::RedisCluster;
 use tokio::time::sleep;
 
-use crate::load::{check_all, seed, Load, Targets};
+use crate::stale_reads::reads_across;
 use crate::support::{spawn_app_with, TestApp};
 
 async fn instances(cluster: &RedisCluster) -> [TestApp; 3] {
@@ -82,16 +82,8 @@ async fn a_master_failing_over_under_load_fails_no_request_and_serves_no_stale_r
     // Named as `stale_reads.rs` names its runs, so `bench/stale-reads.sh` sums it with them.
     let label = "stale reads, ClusterFailover";
     let mut cluster = RedisCluster::start();
-    let [a, b, c] = instances(&cluster).await;
-    let ids = seed(&b, "f", 24).await;
-    let targets = Targets {
-        writes: a.base.clone(),
-        reads: vec![b.base.clone(), c.base.clone(), a.base.clone()],
-        read_after_write: true,
-        if_match: true,
-    };
-    let load = Load::start_with(&targets, &b.key, &ids, 8, 3);
-    load.during(async {
+    let apps = instances(&cluster).await;
+    let failover = async {
         let killed = cluster.kill_a_master();
         let waited = std::time::Instant::now();
         tokio::task::block_in_place(|| cluster.wait_failed_over(killed));
@@ -100,13 +92,6 @@ async fn a_master_failing_over_under_load_fails_no_request_and_serves_no_stale_r
             waited.elapsed()
         );
         sleep(Duration::from_secs(1)).await;
-    })
-    .await;
-    sleep(Duration::from_millis(1500)).await;
-    let book = load.stop().await;
-    book.print(label);
-    book.assert_no_failed_or_stale_request(label);
-    for (app, name) in [(&a, "A"), (&b, "B"), (&c, "C")] {
-        check_all(app, &book, &format!("{label}, instance {name}")).await;
-    }
+    };
+    reads_across(label, &apps, failover).await;
 }
