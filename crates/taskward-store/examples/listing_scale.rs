@@ -8,8 +8,8 @@
 //!
 //! Each tenant (`org0000`…`org0999`, mode live) gets TASKS/1000 tasks over ~5 weeks: 70 %
 //! COMPLETED, 10 % FAILED, 5 % CANCELED, 7 % PROCESSING, 5 % PENDING, 3 % IN_PROGRESS; 17 task
-//! types; `additional_data` `{"batch": "b<0..499>", "n": <0..96>}` (a batch value has 20 tasks
-//! in each tenant, 20,000 in all).
+//! types; `additional_data` `{"batch": "b<0..499>", "n": <0..96>, "kind": "nightly" | "adhoc"}`
+//! (a batch value has 20 tasks in each tenant, 20,000 in all; `n` 1 % each; `kind` 90 % / 10 %).
 
 use std::time::{Duration, Instant};
 
@@ -85,7 +85,9 @@ async fn load(pg: &PostgresDurable, tasks: u64) -> anyhow::Result<()> {
                       'summarize','translate','ocr','index','export','import','backup', \
                       'restore','notify','resize','train'])[1 + (i / 1000) % 17], \
                     s.status, s.status IN ('PROCESSING','PENDING','IN_PROGRESS'), \
-                    jsonb_build_object('batch', 'b' || (i / 1000) % 500, 'n', i % 97), \
+                    jsonb_build_object('batch', 'b' || (i / 1000) % 500, 'n', i % 97, \
+                                       'kind', CASE WHEN (i / 1000) % 10 = 0 THEN 'adhoc' \
+                                                    ELSE 'nightly' END), \
                     c, c + interval '1 minute', c + interval '5 seconds', \
                     CASE WHEN s.status IN ('PROCESSING','PENDING','IN_PROGRESS') THEN NULL \
                          ELSE c + interval '1 minute' END, \
@@ -179,6 +181,16 @@ async fn main() -> anyhow::Result<()> {
             ),
         ),
         (
+            "additional_data.kind eq (90 %)",
+            query(serde_json::json!({"filters": {"AND": [
+                {"field": "additional_data.kind", "operator": "eq", "value": "nightly"}]}})),
+        ),
+        (
+            "additional_data.kind eq (10 %)",
+            query(serde_json::json!({"filters": {"AND": [
+                {"field": "additional_data.kind", "operator": "eq", "value": "adhoc"}]}})),
+        ),
+        (
             "additional_data.n eq 7 (number)",
             query(serde_json::json!({"filters": {"AND": [
                 {"field": "additional_data.n", "operator": "eq", "value": 7}]}})),
@@ -197,6 +209,9 @@ async fn main() -> anyhow::Result<()> {
     for (name, q) in &listings {
         time(&pg, name, q, runs, &mut rng).await?;
         plans.push((name.to_string(), pg.explain_list(&tenant(7), q).await?));
+        if let Some(plan) = pg.explain_list_probed(&tenant(7), q).await? {
+            plans.push((format!("{name}, when the walk falls short"), plan));
+        }
     }
     // Deep paging: the cursor of the task 5,000 rows into a tenant's newest-first list.
     let mut deep = query(serde_json::json!({}));

@@ -457,6 +457,17 @@ async fn postgres_serves_tenant_listings_from_indexes() {
             "{what} listing scans the table:\n{plan}"
         );
         assert!(plan.contains("Index"), "{what}:\n{plan}");
+        // An equality on additional_data has a second step, also served by an index (which
+        // one is the planner's choice: at this size, 400 tasks per tenant, it walks the
+        // tenant's index; at 10 M tasks, `bench/listing-scale.sh` shows tasks_data_by_tenant).
+        let probed = pg.explain_list_probed(&t, &q).await.unwrap();
+        assert_eq!(probed.is_some(), what == "additional_data eq", "{what}");
+        if let Some(plan) = probed {
+            assert!(
+                !plan.contains("Seq Scan") && plan.contains("Index"),
+                "{what}:\n{plan}"
+            );
+        }
     }
 }
 
@@ -518,4 +529,83 @@ async fn a_write_run_again_after_it_landed_recognises_itself() {
             "{name}: a write run again adds no second event"
         );
     }
+}
+
+/// A listing with an `additional_data` equality answers the same however common the value:
+/// found by walking the list (common), or by the tenant-scoped index (rarer than the walk
+/// can settle), with pages, cursors and totals exact either way.
+#[tokio::test]
+async fn postgres_lists_additional_data_equalities_exactly_common_or_rare() {
+    let d = postgres().await;
+    let pg = d.pg.as_ref().unwrap();
+    // 2,000 tasks of one tenant (t1 newest) and 500 of another: every task has c = "yes";
+    // one in twenty has m = "mid" (too rare for the walk to fill a page of 50); t100, t900
+    // and t1500 have x = "Rare"; n = i.
+    sqlx::raw_sql(
+        "INSERT INTO tasks (org, mode, task_id, task_type, status, active, additional_data, created_at, updated_at, version, create_digest) \
+         SELECT CASE WHEN i <= 2000 THEN 'acme' ELSE 'other' END, 'test', 't' || i, 'thumbnail', 'PENDING', TRUE, \
+                jsonb_build_object('c', 'yes', 'n', i) \
+                || CASE WHEN i % 20 = 0 THEN '{\"m\": \"mid\"}'::jsonb ELSE '{}'::jsonb END \
+                || CASE WHEN i IN (100, 900, 1500, 2100) THEN '{\"x\": \"Rare\"}'::jsonb ELSE '{}'::jsonb END, \
+                now() - (i || ' seconds')::interval, now(), 1, 'd' \
+         FROM generate_series(1, 2500) i; ANALYZE tasks",
+    )
+    .execute(pg.pool())
+    .await
+    .unwrap();
+    let t = tenant("acme", Mode::Test);
+    let list = |cond: serde_json::Value, page_size: u32, cursor: Option<String>| {
+        let tier = d.tier.clone();
+        let t = t.clone();
+        async move {
+            let params = PagingParams {
+                page_size: Some(page_size.to_string()),
+                cursor,
+                include_total: Some("true".into()),
+                ..PagingParams::default()
+            };
+            let (q, _) = ListQuery::from_body(
+                serde_json::from_value(json!({"filters": cond})).unwrap(),
+                &params,
+            )
+            .unwrap();
+            let page = tier.list(&t, &q).await.unwrap();
+            let ids: Vec<String> = page.tasks.iter().map(|x| x.task_id.to_string()).collect();
+            let next = page
+                .tasks
+                .last()
+                .map(|l| taskward_model::list::Cursor::after(q.sort, l).encode());
+            (ids, page.has_more, page.total, next)
+        }
+    };
+    let eq = |field: &str, value: serde_json::Value| json!({"AND": [{"field": format!("additional_data.{field}"), "operator": "eq", "value": value}]});
+    let ids = |r: std::ops::RangeInclusive<u32>, step: usize| -> Vec<String> {
+        r.step_by(step).map(|i| format!("t{i}")).collect()
+    };
+
+    // Common: the first page is the 50 newest.
+    let (got, more, total, _) = list(eq("c", json!("yes")), 50, None).await;
+    assert_eq!((got, more, total), (ids(1..=50, 1), true, Some(2000)));
+    // One in twenty: the walk finds too few, the index the rest, in order; then the next page.
+    let (got, more, total, next) = list(eq("m", json!("MID")), 50, None).await;
+    assert_eq!((got, more, total), (ids(20..=1000, 20), true, Some(100)));
+    let (got, more, _, _) = list(eq("m", json!("mid")), 50, next).await;
+    assert_eq!((got, more), (ids(1020..=2000, 20), false));
+    // Rare, case-insensitive by default, and exact with case_sensitive; the other tenant's
+    // t2100 never shows.
+    let (got, more, total, next) = list(eq("x", json!("rare")), 2, None).await;
+    assert_eq!(
+        (got, more, total),
+        (vec!["t100".into(), "t900".into()], true, Some(3))
+    );
+    let (got, more, _, _) = list(eq("x", json!("rare")), 2, next).await;
+    assert_eq!((got, more), (vec!["t1500".to_owned()], false));
+    let mut exact = eq("x", json!("Rare"));
+    exact["case_sensitive"] = json!(true);
+    assert_eq!(list(exact.clone(), 50, None).await.2, Some(3));
+    exact["AND"][0]["value"] = json!("RARE");
+    assert_eq!(list(exact, 50, None).await.0, Vec::<String>::new());
+    // A number, and a value nobody has.
+    assert_eq!(list(eq("n", json!(1999)), 50, None).await.0, vec!["t1999"]);
+    assert_eq!(list(eq("n", json!(2100)), 50, None).await.2, Some(0));
 }

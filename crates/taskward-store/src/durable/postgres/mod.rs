@@ -59,6 +59,10 @@ const MIGRATIONS: &[Migration] = &[
         version: 5,
         sql: include_str!("../../../migrations/postgres/0005_webhook_cursors.sql"),
     },
+    Migration {
+        version: 6,
+        sql: include_str!("../../../migrations/postgres/0006_tenant_data_index.sql"),
+    },
 ];
 
 /// Arbitrary, fixed key of the advisory lock that serialises migrations.
@@ -110,9 +114,13 @@ impl SqlDurable<PgBackend> {
         SqlDurable::over(backend, MIGRATIONS).await
     }
 
-    /// The plan PostgreSQL chooses for a listing (`EXPLAIN` text), for operators and tests.
+    /// The plan PostgreSQL chooses for a listing (`EXPLAIN` text), for operators and tests:
+    /// its first (often only) statement.
     pub async fn explain_list(&self, tenant: &Tenant, q: &ListQuery) -> Result<String, StoreError> {
-        let mut select = list::select(Dialect::Postgres, tenant, q);
+        let mut select = match list::select_probed(Dialect::Postgres, tenant, q) {
+            Some(_) => list::select_bounded(Dialect::Postgres, tenant, q, super::sql::WALK),
+            None => list::select(Dialect::Postgres, tenant, q),
+        };
         select.text = format!("EXPLAIN {}", select.text).into();
         let rows = self.backend().fetch(&select).await?;
         let lines = rows
@@ -120,6 +128,26 @@ impl SqlDurable<PgBackend> {
             .map(|r| r.text(0))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(lines.join("\n"))
+    }
+
+    /// The plan of a listing's second step when it has one (an equality on an
+    /// `additional_data` path: the tenant-scoped index, taken when a bounded walk in listing
+    /// order did not fill the page; see `SqlDurable::list`).
+    pub async fn explain_list_probed(
+        &self,
+        tenant: &Tenant,
+        q: &ListQuery,
+    ) -> Result<Option<String>, StoreError> {
+        let Some(mut select) = list::select_probed(Dialect::Postgres, tenant, q) else {
+            return Ok(None);
+        };
+        select.text = format!("EXPLAIN {}", select.text).into();
+        let rows = self.backend().fetch(&select).await?;
+        let lines = rows
+            .iter()
+            .map(|r| r.text(0))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(lines.join("\n")))
     }
 
     /// The request pool, for tests that inspect stored rows.

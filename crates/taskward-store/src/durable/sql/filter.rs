@@ -56,6 +56,68 @@ pub(crate) fn expr(sql: &mut Sql, e: &Expr) -> String {
     }
 }
 
+/// `v` as a JSON value (null for what has none).
+fn json_leaf(v: &Scalar) -> Value {
+    match v {
+        Scalar::Text(s) => Value::String(s.clone()),
+        Scalar::Int(i) => Value::from(*i),
+        Scalar::Float(f) => serde_json::Number::from_f64(*f)
+            .map(Value::Number)
+            .unwrap_or(Value::Null),
+        _ => Value::Null,
+    }
+}
+
+/// `data` (a task's `additional_data`) keyed by its tenant (`org`, `mode`) and lowercased, as
+/// PostgreSQL's index `tasks_data_by_tenant` (migration 0006) has it. The migration must hold
+/// the same expression, or the planner will not match it; org and mode need no JSON escaping
+/// (`[A-Za-z0-9._-]`, `live|test`).
+fn tenant_data(org: &str, mode: &str, data: &str) -> String {
+    format!(
+        "CAST('{{\"t\":\"' || {org} || ':' || {mode} || '\",\"d\":' || lower(CAST({data} AS TEXT)) || '}}' AS jsonb)"
+    )
+}
+
+/// PostgreSQL: for each equality on an `additional_data` path (string or number) that every
+/// match of `e` must meet (a condition of the top-level `AND`), a test of the tenant-scoped
+/// index that every such task passes: keys and strings lowercased on both sides by the same
+/// `lower`, so it holds for case-insensitive and exact equality alike. Put beside the filter
+/// (not inside its null guards, where the planner looks for no index condition), these let
+/// the index find the candidates; the filter decides. None outside a tenant's listing.
+pub(crate) fn index_probes(sql: &mut Sql, e: &Expr) -> Vec<String> {
+    let Some((org, mode)) = sql.tenant.clone() else {
+        return Vec::new();
+    };
+    if sql.d != Dialect::Postgres {
+        return Vec::new();
+    }
+    let required: Vec<&Cond> = match e {
+        Expr::All(items) => items
+            .iter()
+            .filter_map(|i| match i {
+                Expr::Cond(c) => Some(c),
+                _ => None,
+            })
+            .collect(),
+        Expr::Cond(c) => vec![c],
+        _ => Vec::new(),
+    };
+    let mut probes = Vec::new();
+    for c in required {
+        let (Field::Data(segments), Op::Eq, Operand::One(v)) = (&c.field, c.op, &c.operand) else {
+            continue;
+        };
+        if !matches!(v, Scalar::Text(_) | Scalar::Int(_) | Scalar::Float(_)) {
+            continue;
+        }
+        let p = sql.arg(Arg::Json(nest(segments, json_leaf(v))));
+        let row = tenant_data("t.org", "t.mode", "t.additional_data");
+        let probe = tenant_data(&org, &mode, &p);
+        probes.push(format!("{row} @> {probe}"));
+    }
+    probes
+}
+
 /// The column of an own scalar field, and whether it can be NULL.
 fn column(f: &Field) -> (&'static str, bool) {
     match f {
@@ -402,18 +464,10 @@ fn json_eq(sql: &mut Sql, at: &JsonAt, segments: &[String], v: &Scalar, ci: bool
             let p = sql.arg(scalar_arg(d, FieldKind::Json, v));
             format!("{} AND lower({}) = lower({p})", at.is_text(d), at.text)
         }
-        // PostgreSQL: exact equality as containment, which the GIN index on additional_data
-        // serves. jsonb compares numbers by value (2.5 = 2.50) and never a string with a number.
+        // PostgreSQL: exact equality as containment. jsonb compares numbers by value
+        // (2.5 = 2.50) and never a string with a number.
         _ if d == Dialect::Postgres => {
-            let leaf = match v {
-                Scalar::Text(s) => Value::String(s.clone()),
-                Scalar::Int(i) => Value::from(*i),
-                Scalar::Float(f) => serde_json::Number::from_f64(*f)
-                    .map(Value::Number)
-                    .unwrap_or(Value::Null),
-                _ => Value::Null,
-            };
-            let p = sql.arg(Arg::Json(nest(segments, leaf)));
+            let p = sql.arg(Arg::Json(nest(segments, json_leaf(v))));
             format!("t.additional_data @> {p}")
         }
         Scalar::Text(_) => {

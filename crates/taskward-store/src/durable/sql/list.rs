@@ -10,7 +10,7 @@ use taskward_model::list::{CursorValue, ListQuery, SortField};
 use taskward_model::{time, Tenant};
 
 use super::codec::TASK_COLUMNS;
-use super::filter::{contains_expr, expr};
+use super::filter::{contains_expr, expr, index_probes};
 use super::text::{Arg, Dialect, Sql};
 
 /// Where missing `started_at`/`finished_at` sort in PostgreSQL: before every real time, as the
@@ -27,7 +27,46 @@ pub(crate) fn pg_no_time() -> DateTime<Utc> {
 /// whether another page follows.
 pub(crate) fn select(d: Dialect, tenant: &Tenant, q: &ListQuery) -> Sql {
     let mut sql = Sql::new(d, format!("SELECT {TASK_COLUMNS} FROM tasks t"));
-    push_where(&mut sql, tenant, q);
+    push_scope(&mut sql, tenant, q);
+    push_filter(&mut sql, q, false);
+    push_keyset(&mut sql, q);
+    push_order_and_page(&mut sql, q);
+    sql
+}
+
+/// [`select`] with the filter's index probes beside it (PostgreSQL, a filter with a required
+/// equality on an `additional_data` path; else `None`): the tenant-scoped index finds the
+/// tasks that have the value, however few, in the tenant's whole list.
+pub(crate) fn select_probed(d: Dialect, tenant: &Tenant, q: &ListQuery) -> Option<Sql> {
+    let mut sql = Sql::new(d, format!("SELECT {TASK_COLUMNS} FROM tasks t"));
+    push_scope(&mut sql, tenant, q);
+    if !push_filter(&mut sql, q, true) {
+        return None;
+    }
+    push_keyset(&mut sql, q);
+    push_order_and_page(&mut sql, q);
+    Some(sql)
+}
+
+/// [`select`] over only the first `scan` tasks of the listing's order that its selectors
+/// keep, the filter tested on those: exact when it fills the page (those are the first
+/// matches), and bounded however rare the filter's value.
+pub(crate) fn select_bounded(d: Dialect, tenant: &Tenant, q: &ListQuery, scan: u32) -> Sql {
+    let mut sql = Sql::new(d, "SELECT * FROM tasks t");
+    push_scope(&mut sql, tenant, q);
+    push_keyset(&mut sql, q);
+    push_order(&mut sql, q);
+    let scan = sql.arg(Arg::Int(i64::from(scan)));
+    let inner = format!("{} LIMIT {scan}", sql.text);
+    sql.text = format!("SELECT {TASK_COLUMNS} FROM ({inner}) t WHERE TRUE").into();
+    push_filter(&mut sql, q, false);
+    push_order_and_page(&mut sql, q);
+    sql
+}
+
+/// `AND (key, task_id) < (…)`: the cursor's position.
+fn push_keyset(sql: &mut Sql, q: &ListQuery) {
+    let d = sql.d;
     let key = sort_expr(d, q.sort.field);
     if let Some(c) = &q.after {
         let value = match (&c.value, d, c.field) {
@@ -46,18 +85,28 @@ pub(crate) fn select(d: Dialect, tenant: &Tenant, q: &ListQuery) -> Sql {
         let cmp = if q.sort.desc { "<" } else { ">" };
         sql.push(&format!(" AND ({key}, t.task_id) {cmp} ({v}, {id})"));
     }
+}
+
+fn push_order(sql: &mut Sql, q: &ListQuery) {
+    let key = sort_expr(sql.d, q.sort.field);
     let dir = if q.sort.desc { "DESC" } else { "ASC" };
     sql.push(&format!(" ORDER BY {key} {dir}, t.task_id {dir}"));
+}
+
+fn push_order_and_page(sql: &mut Sql, q: &ListQuery) {
+    push_order(sql, q);
     let limit = sql.arg(Arg::Int(i64::from(q.limit) + 1));
     let offset = sql.arg(Arg::Int(i64::try_from(q.offset).unwrap_or(i64::MAX)));
     sql.push(&format!(" LIMIT {limit} OFFSET {offset}"));
-    sql
 }
 
 /// `SELECT COUNT(*)` over the same rows, ignoring paging.
+/// The index probes stand beside the filter when there are some: the count then reads only
+/// the tasks that have the value, never more than without them.
 pub(crate) fn count(d: Dialect, tenant: &Tenant, q: &ListQuery) -> Sql {
     let mut sql = Sql::new(d, "SELECT COUNT(*) FROM tasks t");
-    push_where(&mut sql, tenant, q);
+    push_scope(&mut sql, tenant, q);
+    push_filter(&mut sql, q, true);
     sql
 }
 
@@ -86,10 +135,12 @@ fn sort_expr(d: Dialect, f: SortField) -> String {
     }
 }
 
-fn push_where(sql: &mut Sql, tenant: &Tenant, q: &ListQuery) {
+/// The tenant and the selectors (active, statuses, types, search).
+fn push_scope(sql: &mut Sql, tenant: &Tenant, q: &ListQuery) {
     let org = sql.arg(Arg::Text(tenant.org.as_str().to_owned()));
     let mode = sql.arg(Arg::Text(tenant.mode.as_str().to_owned()));
     sql.push(&format!(" WHERE t.org = {org} AND t.mode = {mode}"));
+    sql.tenant = Some((org, mode));
     if q.active_only {
         let t = sql.bool_lit(true);
         sql.push(&format!(" AND t.active = {t}"));
@@ -110,9 +161,23 @@ fn push_where(sql: &mut Sql, tenant: &Tenant, q: &ListQuery) {
             .collect();
         sql.push(&format!(" AND ({})", hits.join(" OR ")));
     }
-    if let Some(f) = &q.filter {
-        sql.push(" AND ");
-        let e = expr(sql, f);
-        sql.push(&e);
+}
+
+/// The filter, if any; with `probes`, its index probes beside it. Whether it added probes.
+fn push_filter(sql: &mut Sql, q: &ListQuery, probes: bool) -> bool {
+    let Some(f) = &q.filter else {
+        return false;
+    };
+    let probes = if probes {
+        index_probes(sql, f)
+    } else {
+        Vec::new()
+    };
+    for probe in &probes {
+        sql.push(" AND ").push(probe);
     }
+    sql.push(" AND ");
+    let e = expr(sql, f);
+    sql.push(&e);
+    !probes.is_empty()
 }

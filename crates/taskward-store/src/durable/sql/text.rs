@@ -46,6 +46,9 @@ pub(crate) struct Sql {
     pub text: Cow<'static, str>,
     pub args: Vec<Arg>,
     pub(crate) d: Dialect,
+    /// The placeholders of the tenant (org, mode) a listing is scoped to, once bound: filters
+    /// on `additional_data` probe PostgreSQL's tenant-scoped index with them.
+    pub(crate) tenant: Option<(String, String)>,
 }
 
 impl Sql {
@@ -55,6 +58,7 @@ impl Sql {
             text: Cow::Owned(text.into()),
             args: Vec::new(),
             d,
+            tenant: None,
         }
     }
 
@@ -64,6 +68,7 @@ impl Sql {
             text: Cow::Borrowed(stmt.text(d)),
             args,
             d,
+            tenant: None,
         }
     }
 
