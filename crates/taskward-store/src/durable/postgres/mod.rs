@@ -117,17 +117,13 @@ impl SqlDurable<PgBackend> {
     /// The plan PostgreSQL chooses for a listing (`EXPLAIN` text), for operators and tests:
     /// its first (often only) statement.
     pub async fn explain_list(&self, tenant: &Tenant, q: &ListQuery) -> Result<String, StoreError> {
-        let mut select = match list::select_probed(Dialect::Postgres, tenant, q) {
-            Some(_) => list::select_bounded(Dialect::Postgres, tenant, q, super::sql::WALK),
-            None => list::select(Dialect::Postgres, tenant, q),
-        };
-        select.text = format!("EXPLAIN {}", select.text).into();
-        let rows = self.backend().fetch(&select).await?;
-        let lines = rows
-            .iter()
-            .map(|r| r.text(0))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(lines.join("\n"))
+        let d = Dialect::Postgres;
+        self.explain(if list::probed(d, q) {
+            list::select_bounded(d, tenant, q, super::sql::WALK)
+        } else {
+            list::select(d, tenant, q)
+        })
+        .await
     }
 
     /// The plan of a listing's second step when it has one (an equality on an
@@ -138,16 +134,23 @@ impl SqlDurable<PgBackend> {
         tenant: &Tenant,
         q: &ListQuery,
     ) -> Result<Option<String>, StoreError> {
-        let Some(mut select) = list::select_probed(Dialect::Postgres, tenant, q) else {
+        let d = Dialect::Postgres;
+        if !list::probed(d, q) {
             return Ok(None);
-        };
+        }
+        self.explain(list::select_probed(d, tenant, q))
+            .await
+            .map(Some)
+    }
+
+    async fn explain(&self, mut select: Sql) -> Result<String, StoreError> {
         select.text = format!("EXPLAIN {}", select.text).into();
         let rows = self.backend().fetch(&select).await?;
         let lines = rows
             .iter()
             .map(|r| r.text(0))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Some(lines.join("\n")))
+        Ok(lines.join("\n"))
     }
 
     /// The request pool, for tests that inspect stored rows.

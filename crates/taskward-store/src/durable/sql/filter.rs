@@ -91,31 +91,33 @@ pub(crate) fn index_probes(sql: &mut Sql, e: &Expr) -> Vec<String> {
     if sql.d != Dialect::Postgres {
         return Vec::new();
     }
-    let required: Vec<&Cond> = match e {
-        Expr::All(items) => items
-            .iter()
-            .filter_map(|i| match i {
-                Expr::Cond(c) => Some(c),
-                _ => None,
-            })
-            .collect(),
-        Expr::Cond(c) => vec![c],
-        _ => Vec::new(),
-    };
     let mut probes = Vec::new();
-    for c in required {
-        let (Field::Data(segments), Op::Eq, Operand::One(v)) = (&c.field, c.op, &c.operand) else {
-            continue;
-        };
-        if !matches!(v, Scalar::Text(_) | Scalar::Int(_) | Scalar::Float(_)) {
-            continue;
-        }
+    for (segments, v) in probed_equalities(e) {
         let p = sql.arg(Arg::Json(nest(segments, json_leaf(v))));
         let row = tenant_data("t.org", "t.mode", "t.additional_data");
         let probe = tenant_data(&org, &mode, &p);
         probes.push(format!("{row} @> {probe}"));
     }
     probes
+}
+
+/// The equalities [`index_probes`] probes for: on an `additional_data` path, with a string or
+/// a number, as a condition of the top-level `AND` (or the whole filter).
+pub(crate) fn probed_equalities(e: &Expr) -> impl Iterator<Item = (&[String], &Scalar)> {
+    let required: &[Expr] = match e {
+        Expr::All(items) => items,
+        Expr::Cond(_) => std::slice::from_ref(e),
+        _ => &[],
+    };
+    required.iter().filter_map(|i| match i {
+        Expr::Cond(Cond {
+            field: Field::Data(segments),
+            op: Op::Eq,
+            operand: Operand::One(v @ (Scalar::Text(_) | Scalar::Int(_) | Scalar::Float(_))),
+            ..
+        }) => Some((segments.as_slice(), v)),
+        _ => None,
+    })
 }
 
 /// The column of an own scalar field, and whether it can be NULL.

@@ -10,7 +10,7 @@ use taskward_model::list::{CursorValue, ListQuery, SortField};
 use taskward_model::{time, Tenant};
 
 use super::codec::TASK_COLUMNS;
-use super::filter::{contains_expr, expr, index_probes};
+use super::filter::{contains_expr, expr, index_probes, probed_equalities};
 use super::text::{Arg, Dialect, Sql};
 
 /// Where missing `started_at`/`finished_at` sort in PostgreSQL: before every real time, as the
@@ -34,18 +34,25 @@ pub(crate) fn select(d: Dialect, tenant: &Tenant, q: &ListQuery) -> Sql {
     sql
 }
 
-/// [`select`] with the filter's index probes beside it (PostgreSQL, a filter with a required
-/// equality on an `additional_data` path; else `None`): the tenant-scoped index finds the
-/// tasks that have the value, however few, in the tenant's whole list.
-pub(crate) fn select_probed(d: Dialect, tenant: &Tenant, q: &ListQuery) -> Option<Sql> {
+/// Whether the listing has index probes (PostgreSQL, a filter with a required equality on an
+/// `additional_data` path): then [`SqlDurable::list`](super::SqlDurable) runs
+/// [`select_bounded`], then [`select_probed`] when that falls short, instead of [`select`].
+pub(crate) fn probed(d: Dialect, q: &ListQuery) -> bool {
+    d == Dialect::Postgres
+        && q.filter
+            .as_ref()
+            .is_some_and(|f| probed_equalities(f).next().is_some())
+}
+
+/// [`select`] with the filter's index probes beside it (see [`probed`]): the tenant-scoped
+/// index finds the tasks that have the value, however few, in the tenant's whole list.
+pub(crate) fn select_probed(d: Dialect, tenant: &Tenant, q: &ListQuery) -> Sql {
     let mut sql = Sql::new(d, format!("SELECT {TASK_COLUMNS} FROM tasks t"));
     push_scope(&mut sql, tenant, q);
-    if !push_filter(&mut sql, q, true) {
-        return None;
-    }
+    push_filter(&mut sql, q, true);
     push_keyset(&mut sql, q);
     push_order_and_page(&mut sql, q);
-    Some(sql)
+    sql
 }
 
 /// [`select`] over only the first `scan` tasks of the listing's order that its selectors
@@ -163,21 +170,17 @@ fn push_scope(sql: &mut Sql, tenant: &Tenant, q: &ListQuery) {
     }
 }
 
-/// The filter, if any; with `probes`, its index probes beside it. Whether it added probes.
-fn push_filter(sql: &mut Sql, q: &ListQuery, probes: bool) -> bool {
+/// The filter, if any; with `probes`, its index probes beside it.
+fn push_filter(sql: &mut Sql, q: &ListQuery, probes: bool) {
     let Some(f) = &q.filter else {
-        return false;
+        return;
     };
-    let probes = if probes {
-        index_probes(sql, f)
-    } else {
-        Vec::new()
-    };
-    for probe in &probes {
-        sql.push(" AND ").push(probe);
+    if probes {
+        for probe in index_probes(sql, f) {
+            sql.push(" AND ").push(&probe);
+        }
     }
     sql.push(" AND ");
     let e = expr(sql, f);
     sql.push(&e);
-    !probes.is_empty()
 }

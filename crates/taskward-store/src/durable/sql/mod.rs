@@ -287,26 +287,28 @@ impl<B: Backend> DurableTier for SqlDurable<B> {
     async fn list(&self, tenant: &Tenant, q: &ListQuery) -> Result<ListPage, StoreError> {
         let d = self.dialect();
         let limit = q.limit as usize;
-        let rows = match list::select_probed(d, tenant, q) {
+        let rows = if list::probed(d, q) {
             // An equality on an `additional_data` path (PostgreSQL). Walking the listing's
             // order and testing each task finds a common value at once but reads the whole
             // list for a rare one; the tenant-scoped index finds a rare value's few tasks but
             // reads every task that has a common one, then sorts them. So: a bounded walk
             // first, which settles it when it fills the page, then the index.
-            Some(probed) => {
-                let wanted = q.offset.saturating_add(u64::from(q.limit) + 1);
-                let walked = if wanted <= u64::from(WALK / 4) {
-                    let bounded = list::select_bounded(d, tenant, q, WALK);
-                    Some(self.backend.fetch(&bounded).await?)
-                } else {
-                    None
-                };
-                match walked {
-                    Some(rows) if rows.len() > limit => rows,
-                    _ => self.backend.fetch(&probed).await?,
+            let wanted = q.offset.saturating_add(u64::from(q.limit) + 1);
+            let walked = if wanted <= u64::from(WALK / 4) {
+                let bounded = list::select_bounded(d, tenant, q, WALK);
+                Some(self.backend.fetch(&bounded).await?)
+            } else {
+                None
+            };
+            match walked {
+                Some(rows) if rows.len() > limit => rows,
+                _ => {
+                    let probed = list::select_probed(d, tenant, q);
+                    self.backend.fetch(&probed).await?
                 }
             }
-            None => self.backend.fetch(&list::select(d, tenant, q)).await?,
+        } else {
+            self.backend.fetch(&list::select(d, tenant, q)).await?
         };
         let tasks = rows
             .iter()
