@@ -18,7 +18,8 @@
 //!   connection closes, rather than being refused, so a burst is served late instead of failing.
 //! - While draining (see [`crate::Server::run`]) every response carries `Connection: close`.
 //! - On shutdown the listener closes, idle connections close, and each connection finishes the
-//!   request it is serving (and sends its response) before closing.
+//!   request it is serving (and sends its response) before closing, within
+//!   `limits.request_timeout_ms`: past that, connections still writing are dropped.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -100,7 +101,19 @@ pub(crate) async fn serve(
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    // Every request still in flight has had its whole deadline by then; what is left is a
+    // response the client does not read (a stalled stream fills the socket and hyper waits on
+    // it for ever), and that must not keep the process from exiting.
+    let limit = Duration::from_millis(limits.request_timeout_ms);
+    if tokio::time::timeout(limit, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            after_ms = limits.request_timeout_ms,
+            "connections still busy at the end of the drain (clients not reading); closing them"
+        );
+    }
 }
 
 /// `app` as hyper's service, each request counted in flight until its response is done.

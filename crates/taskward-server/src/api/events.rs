@@ -268,13 +268,17 @@ pub async fn tenant_events(
     check_accept(&headers)?;
     let (selection, after) = stream_query(&state, raw.as_deref(), true)?;
     let resume = resume_point(&headers, after)?;
+    // Listening first: whatever commits from here on reaches the listener.
     let listener = state.store.listen(&caller.tenant).await?;
+    let last = match resume {
+        Some(after) => after,
+        // Live only: after the log's head now. The feed may still be fanning out events that
+        // committed before this request; they are not this stream's.
+        None => state.store.last_event_id(&caller.tenant).await?,
+    };
     let mut stream = EventStream::new(state.store.clone(), caller.tenant, selection, listener);
-    match resume {
-        Some(after) => stream.last = after,
-        // Live only: from what the feed sends after this point.
-        None => stream.replayed = true,
-    }
+    stream.last = last;
+    stream.replayed = resume.is_none();
     Ok(stream.into_response())
 }
 

@@ -29,6 +29,11 @@ impl Stream {
         if let Some(id) = last_event_id {
             req = req.header("last-event-id", id);
         }
+        Stream::send(req, path).await
+    }
+
+    /// Sends the request of a stream.
+    async fn send(req: reqwest::RequestBuilder, path: &str) -> Stream {
         let res = req.send().await.expect("stream request");
         assert_eq!(res.status(), StatusCode::OK, "{path}");
         assert_eq!(res.headers()["content-type"], "text/event-stream");
@@ -570,4 +575,77 @@ async fn a_stream_whose_client_stops_reading_is_ended_not_buffered() {
         "the stream ended after {received} events"
     );
     app.stop().await;
+}
+
+#[tokio::test]
+async fn a_live_stream_sends_nothing_that_committed_before_it_opened() {
+    let a = spawn_app().await;
+    if crate::SHAPE == taskward_testkit::Shape::Embedded {
+        // One data directory has one server; across instances is the production shape.
+        a.stop().await;
+        return;
+    }
+    // Instance b reaches PostgreSQL through a proxy the test can stall: a write through a then
+    // commits while b has not heard of it yet, which is what a busy feed looks like to a
+    // stream opening on b, only for as long as the test needs.
+    let pg = a.settings.database_url.as_ref().expect("production shape");
+    let pg_port = url::Url::parse(pg.expose())
+        .expect("url")
+        .port()
+        .unwrap_or(5432);
+    let proxy = taskward_testkit::TcpProxy::start(pg_port).await;
+    let b = a
+        .second_instance_with(|s| {
+            let mut url = url::Url::parse(pg.expose()).expect("url");
+            url.set_port(Some(proxy.port)).expect("port");
+            s.database_url = Some(taskward_server::settings::Secret::new(url.as_str()));
+        })
+        .await;
+    // Starts b's feed of the tenant (and caches the key), so opening a stream needs no database.
+    let keeper = Stream::open(&b, "/v1/events", &a.key, None).await;
+
+    proxy.stall(true);
+    a.create_ok(json!({"task_id": "before", "task_type": "thumbnail"}))
+        .await;
+    let opening = tokio::spawn(Stream::send(
+        b.req(Method::GET, "/v1/events", &a.key),
+        "/v1/events",
+    ));
+    // Long enough for the request to reach b; a stream that answered already has taken its
+    // starting point without the database.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    proxy.stall(false);
+    let mut live = opening.await.expect("the stream opened");
+    a.create_ok(json!({"task_id": "after", "task_type": "thumbnail"}))
+        .await;
+    let first = live.next().await.expect("the write after opening");
+    assert_eq!(
+        first.data["task_id"], "after",
+        "a live stream sent an event that committed before it opened"
+    );
+    drop((keeper, live));
+    b.stop().await;
+    a.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_does_not_hold_up_shutdown() {
+    let app = spawn_app_with(|s| {
+        s.events.stream_lag_limit = 16;
+        s.limits.request_timeout_ms = 1_000;
+    })
+    .await;
+    let big = "x".repeat(64 * 1024);
+    app.create_ok(json!({"task_id": "big", "task_type": "thumbnail", "description": big}))
+        .await;
+    // Opened on a connection of its own and never read: the server's writes to it fill both
+    // sockets' buffers and then wait for ever.
+    let _stalled = Stream::open(&app, "/v1/events", &app.key, None).await;
+    for i in 0..300 {
+        patch_ok(&app, "big", json!({"additional_data": {"n": i}})).await;
+    }
+    // Not a latency bound: a drain that waited on the stalled client would never end.
+    tokio::time::timeout(Duration::from_secs(60), app.stop())
+        .await
+        .expect("the server stopped while a client was not reading");
 }

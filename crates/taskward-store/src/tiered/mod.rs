@@ -274,6 +274,11 @@ impl TieredStore {
         )
     }
 
+    /// The id of the tenant's newest committed event (the default id if it has none).
+    pub async fn last_event_id(&self, tenant: &Tenant) -> Result<EventId, StoreError> {
+        self.durable_result(self.0.durable.last_event_id(tenant).await)
+    }
+
     /// How many events a stream may fall behind before it is ended (default
     /// [`crate::FEED_CAPACITY`]).
     pub fn set_stream_lag_limit(&self, events: usize) {
