@@ -196,11 +196,20 @@ impl From<StoreError> for ApiError {
             }
             StoreError::Contention => ApiError::Contention,
             StoreError::Unavailable { tier, source } => {
-                tracing::error!(tier, error = %source, "tier unavailable");
+                tracing::error!(
+                    tier,
+                    error = %source,
+                    request_id = crate::telemetry::request_id(),
+                    "tier unavailable"
+                );
                 ApiError::Unavailable(tier)
             }
             e @ (StoreError::Internal(_) | StoreError::Config(_)) => {
-                tracing::error!(error = ?anyhow::Error::from(e), "storage failure");
+                tracing::error!(
+                    error = ?anyhow::Error::from(e),
+                    request_id = crate::telemetry::request_id(),
+                    "storage failure"
+                );
                 ApiError::Internal
             }
         }

@@ -19,7 +19,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -154,8 +154,8 @@ impl Limits {
     }
 }
 
-/// Middleware: the rate limit, then the request deadline.
-pub async fn guard(State(state): State<Limits>, req: Request, next: Next) -> Response {
+/// The rate limit, then the request deadline (called by [`crate::telemetry::observe`]).
+pub async fn guard(state: &Limits, req: Request, next: Next) -> Response {
     if let Some(limiter) = &state.rate_limiter {
         let key = bearer_token(req.headers()).ok().and_then(ApiKey::parse);
         if let Some(key) = key {
@@ -203,7 +203,11 @@ pub async fn guard(State(state): State<Limits>, req: Request, next: Next) -> Res
             ApiError::BodyTimeout(ms).into_response()
         }
         Err(_) => {
-            tracing::warn!(timeout_ms = ms, "request timed out");
+            tracing::warn!(
+                timeout_ms = ms,
+                request_id = crate::telemetry::request_id(),
+                "request timed out"
+            );
             ApiError::RequestTimeout(ms).into_response()
         }
     }

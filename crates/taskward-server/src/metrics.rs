@@ -1,7 +1,7 @@
 //! `/metrics` in Prometheus (OpenMetrics text) format.
 //!
 //! HTTP request counts and latency histograms by method, route template and status, recorded
-//! by a middleware; the store's own counters (hot hits, misses, fallbacks, errors, durable
+//! by the request middleware ([`crate::telemetry::observe`]); the store's own counters (hot hits, misses, fallbacks, errors, durable
 //! errors, retention deletions) and gauges (pending invalidations, hot tier suspect, tasks
 //! long-polled) read at scrape time from [`TieredStore`] by a registered collector, so the
 //! store needs no metrics library. Everything is written by prometheus_client's encoder: one
@@ -11,9 +11,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::State;
 use axum::http::header;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
@@ -77,29 +76,20 @@ impl Metrics {
     }
 }
 
-/// Middleware: counts and times every request by its route template (never the raw path, so
-/// task ids cannot explode the label set).
-pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let method = req.method().as_str().to_owned();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".into());
-    let res = next.run(req).await;
-    let labels = RequestLabels {
-        method,
-        route,
-        status: res.status().as_u16(),
-    };
-    state.metrics.requests.get_or_create(&labels).inc();
-    state
-        .metrics
-        .latency
-        .get_or_create(&labels)
-        .observe(started.elapsed().as_secs_f64());
-    res
+impl Metrics {
+    /// Counts and times one answered request by its route template (never the raw path, so
+    /// label cardinality stays bounded), called by [`crate::telemetry::observe`].
+    pub(crate) fn record(&self, method: &str, route: &str, status: u16, started: Instant) {
+        let labels = RequestLabels {
+            method: method.to_owned(),
+            route: route.to_owned(),
+            status,
+        };
+        self.requests.get_or_create(&labels).inc();
+        self.latency
+            .get_or_create(&labels)
+            .observe(started.elapsed().as_secs_f64());
+    }
 }
 
 /// `GET /metrics`

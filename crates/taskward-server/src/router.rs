@@ -1,21 +1,16 @@
 //! The whole HTTP surface on one screen.
 
-use std::any::Any;
-
 use axum::extract::DefaultBodyLimit;
 use axum::http::Uri;
-use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 use crate::webhooks::api as webhooks;
 use axum::Router;
-use tower_http::catch_panic::CatchPanicLayer;
 
 use taskward_model::{Invalid, TaskId};
 
 use crate::api::{events, health, keys, tasks};
 use crate::error::ApiError;
-use crate::limits::{self, Limits};
 use crate::metrics;
 use crate::state::AppState;
 use crate::telemetry;
@@ -43,7 +38,6 @@ pub fn refuse_reserved_task_id(id: &TaskId) -> Result<(), Invalid> {
 /// The router over `state`. Pure: tests can drive it with `oneshot`, no socket needed.
 pub fn router(state: AppState) -> Router {
     let body_limit = state.settings.limits.max_body_bytes;
-    let (set_id, propagate_id) = telemetry::request_id_layers();
     Router::new()
         .route(
             "/v1/tasks",
@@ -89,17 +83,9 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn_with_state(
-            Limits::new(&state.settings.limits),
-            limits::guard,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            metrics::track,
+            telemetry::observe,
         ))
-        .layer(CatchPanicLayer::custom(panic_response))
-        .layer(telemetry::trace_layer())
-        .layer(propagate_id)
-        .layer(set_id)
         .with_state(state)
 }
 
@@ -110,17 +96,6 @@ pub(crate) async fn route_not_found(uri: Uri) -> ApiError {
 
 async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
-}
-
-/// A last resort: a handler panicked. The client gets SPEC's shape, the log gets the message.
-fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
-    let msg = panic
-        .downcast_ref::<String>()
-        .map(String::as_str)
-        .or_else(|| panic.downcast_ref::<&str>().copied())
-        .unwrap_or("(non-string panic)");
-    tracing::error!(panic = msg, "handler panicked");
-    ApiError::Internal.into_response()
 }
 
 #[cfg(test)]

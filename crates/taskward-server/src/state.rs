@@ -40,6 +40,8 @@ pub struct Shared {
     /// Set on SIGTERM: `/readyz` answers 503 and responses close their connections (see
     /// [`crate::Server::run`]).
     pub draining: Arc<AtomicBool>,
+    /// The rate limit and request deadline every request passes.
+    pub limits: crate::limits::Limits,
 }
 
 impl std::ops::Deref for AppState {
@@ -61,6 +63,7 @@ impl AppState {
         let metrics = crate::metrics::Metrics::new(storage.tasks.clone());
         let openapi = serde_json::to_vec(&crate::openapi::document(&task_types))?.into();
         Ok(AppState(Arc::new(Shared {
+            limits: crate::limits::Limits::new(&settings.limits),
             openapi,
             draining: Arc::default(),
             store: storage.tasks,

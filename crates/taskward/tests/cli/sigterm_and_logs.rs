@@ -383,10 +383,12 @@ async fn logs_carry_escape_codes_only_on_a_terminal_without_no_color() {
         let r = c
             .get(serve.url(path))
             .bearer_auth(key)
+            .header("x-request-id", "client-chosen-id-7")
             .send()
             .await
             .unwrap();
         assert!(r.status().is_client_error(), "{path}: {}", r.status());
+        assert_eq!(r.headers()["x-request-id"], "client-chosen-id-7");
     }
     serve.sigterm();
     assert!(serve.exited(Duration::from_secs(15)).await);
@@ -395,6 +397,12 @@ async fn logs_carry_escape_codes_only_on_a_terminal_without_no_color() {
     assert!(
         logs.lines().count() > 5 && logs.contains("listening") && logs.contains("DEBUG"),
         "a real log was read: {logs}"
+    );
+    // At debug, a request's lines sit in its span, which names the client's request id.
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("client-chosen-id-7") && l.contains("/v1/tasks/{task_id}")),
+        "request lines carry the request id and route: {logs}"
     );
     assert!(
         !logs.contains('\x1b'),
