@@ -24,7 +24,7 @@ ulimit -n "$(ulimit -Hn)"
 
 export TASKWARD_DATABASE_URL=$db TASKWARD_REDIS_URL=redis://127.0.0.1:6379
 export TASKWARD_DURABLE__SCHEMA=$ns TASKWARD_HOT__REDIS_PREFIX=$ns:
-export TASKWARD_LOG__FILTER=warn TASKWARD_LIMITS__MAX_CONNECTIONS=$((clients + 1000))
+export TASKWARD_LIMITS__MAX_CONNECTIONS=$((clients + 1000))
 KEY=$($bin keys create --org bench --mode test --scopes read,write 2>/dev/null)
 
 start() { # port; sets $pid
