@@ -1,8 +1,8 @@
 //! `/metrics` in Prometheus (OpenMetrics text) format.
 //!
 //! HTTP request counts and latency histograms by method, route template and status, recorded
-//! by the request middleware ([`crate::telemetry::observe`]); the store's own counters (hot hits, misses, fallbacks, errors, durable
-//! errors, retention deletions) and gauges (pending invalidations, hot tier suspect, tasks
+//! by the request middleware ([`crate::telemetry::observe`]); the store's own counters (hot
+//! hits, misses, fallbacks, errors, durable errors, retention deletions) and gauges (pending invalidations, hot tier suspect, tasks
 //! long-polled) read at scrape time from [`TieredStore`] by a registered collector, so the
 //! store needs no metrics library. Everything is written by prometheus_client's encoder: one
 //! registry, one renderer, names and types checked in one place.
@@ -74,9 +74,7 @@ impl Metrics {
             webhooks,
         }
     }
-}
 
-impl Metrics {
     /// Counts and times one answered request by its route template (never the raw path, so
     /// label cardinality stays bounded), called by [`crate::telemetry::observe`].
     pub(crate) fn record(&self, method: &str, route: &str, status: u16, started: Instant) {

@@ -65,11 +65,13 @@ pub async fn observe(State(state): State<AppState>, req: Request, next: Next) ->
         route,
         request_id = id.to_str().unwrap_or("")
     );
-    let serve = AssertUnwindSafe(crate::limits::guard(&state.limits, req, next)).catch_unwind();
+    // The panic is answered inside the scope, so its log line names the request.
+    let serve = AssertUnwindSafe(crate::limits::guard(&state.limits, req, next))
+        .catch_unwind()
+        .map(|served| served.unwrap_or_else(panic_response));
     let mut res = CURRENT
         .scope(id.clone(), serve.instrument(span.clone()))
-        .await
-        .unwrap_or_else(panic_response);
+        .await;
     let status = res.status().as_u16();
     span.in_scope(|| {
         tracing::debug!(

@@ -26,9 +26,13 @@ pub(crate) fn pg_no_time() -> DateTime<Utc> {
 /// `SELECT … WHERE … ORDER BY … LIMIT limit+1 OFFSET …`: one row more than the page, to learn
 /// whether another page follows.
 pub(crate) fn select(d: Dialect, tenant: &Tenant, q: &ListQuery) -> Sql {
+    listing(d, tenant, q, false)
+}
+
+fn listing(d: Dialect, tenant: &Tenant, q: &ListQuery, probes: bool) -> Sql {
     let mut sql = Sql::new(d, format!("SELECT {TASK_COLUMNS} FROM tasks t"));
     push_scope(&mut sql, tenant, q);
-    push_filter(&mut sql, q, false);
+    push_filter(&mut sql, q, probes);
     push_keyset(&mut sql, q);
     push_order_and_page(&mut sql, q);
     sql
@@ -47,12 +51,7 @@ pub(crate) fn probed(d: Dialect, q: &ListQuery) -> bool {
 /// [`select`] with the filter's index probes beside it (see [`probed`]): the tenant-scoped
 /// index finds the tasks that have the value, however few, in the tenant's whole list.
 pub(crate) fn select_probed(d: Dialect, tenant: &Tenant, q: &ListQuery) -> Sql {
-    let mut sql = Sql::new(d, format!("SELECT {TASK_COLUMNS} FROM tasks t"));
-    push_scope(&mut sql, tenant, q);
-    push_filter(&mut sql, q, true);
-    push_keyset(&mut sql, q);
-    push_order_and_page(&mut sql, q);
-    sql
+    listing(d, tenant, q, true)
 }
 
 /// [`select`] over only the first `scan` tasks of the listing's order that its selectors
