@@ -210,7 +210,12 @@ impl ApiKey {
 
     /// The stored form: hex SHA-256.
     pub fn hash(&self) -> String {
-        crate::task::hex(&Sha256::digest(self.0.as_bytes()))
+        crate::task::hex(&self.digest())
+    }
+
+    /// The SHA-256 of the key: what [`ApiKey::hash`] spells in hex, for in-memory maps.
+    pub fn digest(&self) -> [u8; 32] {
+        Sha256::digest(self.0.as_bytes()).into()
     }
 
     /// A display hint that identifies the key to its owner without revealing it:

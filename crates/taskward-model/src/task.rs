@@ -526,13 +526,15 @@ impl TaskResponse {
     /// A rendered task response as of `now`: the same bytes when it has no progress (cheap to
     /// tell, `progress` being the last field) or has not stalled since it was rendered, else
     /// re-rendered with `stalled` true (the hot tier keeps responses as they were written).
-    pub fn refreshed(body: &[u8], now: DateTime<Utc>) -> Option<Vec<u8>> {
+    /// `now` is asked only for a body with progress (most have none, and a GET from the
+    /// cache then reads no clock).
+    pub fn refreshed(body: &[u8], now: impl FnOnce() -> DateTime<Utc>) -> Option<Vec<u8>> {
         if body.ends_with(b"\"progress\":null}") {
             return None;
         }
         let mut task: TaskResponse = serde_json::from_slice(body).ok()?;
         let progress = task.progress.as_mut()?;
-        let fresh = progress.refreshed(task.status, now);
+        let fresh = progress.refreshed(task.status, now());
         if fresh == *progress {
             return None;
         }

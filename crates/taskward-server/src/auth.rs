@@ -91,11 +91,14 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<&str, BearerError> {
     Ok(token.trim_start())
 }
 
-/// Cache of key hash → stored record.
+/// Key digest → the stored record and when it was read.
+type Entries = HashMap<[u8; 32], (Arc<KeyRecord>, Instant)>;
+
+/// Cache of key digest → stored record (the raw SHA-256: no hex string built per request).
 #[derive(Debug)]
 pub struct KeyCache {
     ttl: Duration,
-    entries: Mutex<HashMap<String, (Arc<KeyRecord>, Instant)>>,
+    entries: Mutex<Entries>,
 }
 
 impl KeyCache {
@@ -108,7 +111,7 @@ impl KeyCache {
     }
 
     async fn lookup(&self, store: &Keys, key: &ApiKey) -> Result<Arc<KeyRecord>, ApiError> {
-        let hash = key.hash();
+        let hash = key.digest();
         let cached = self.lock().get(&hash).cloned();
         if let Some((rec, at)) = &cached {
             if at.elapsed() < self.ttl {
@@ -139,7 +142,7 @@ impl KeyCache {
         Ok(rec)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Arc<KeyRecord>, Instant)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
         // Entries are inserted whole; a poisoned map is still consistent.
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -11,6 +11,7 @@
 //! counted. Connection-level limits (idle and header-read timeouts, connection cap) live in
 //! `serve.rs`.
 
+use std::future::Future;
 use std::num::NonZeroU32;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,7 +21,6 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use governor::clock::{Clock, DefaultClock};
@@ -137,7 +137,7 @@ impl http_body::Body for Tracked {
 /// The route whose `?wait=` long-poll may outlast the request timeout.
 const LONG_POLL_ROUTE: &str = "/v1/tasks/{task_id}";
 
-/// What [`guard`] needs: the limits and the rate limiter.
+/// What [`admit`] and [`within`] need: the limits and the rate limiter.
 #[derive(Debug, Clone)]
 pub struct Limits {
     settings: Arc<LimitSettings>,
@@ -154,17 +154,28 @@ impl Limits {
     }
 }
 
-/// The rate limit, then the request deadline (called by [`crate::telemetry::observe`]).
-pub async fn guard(state: &Limits, req: Request, next: Next) -> Response {
+/// A request let through by [`admit`]: what its deadline needs.
+#[derive(Debug)]
+pub struct Admitted {
+    deadline: Duration,
+    /// Set when the request's body has fully arrived; `None` for a request without one.
+    received: Option<Arc<AtomicBool>>,
+}
+
+/// The rate limit (429), then what the deadline needs: its length, and the request's body
+/// wrapped so that a deadline missed while it is still arriving can be told apart.
+/// Synchronous: called before the router's service is (see [`crate::telemetry::Observe`]).
+#[allow(clippy::result_large_err)] // the error is the response, built once, on refusal
+pub fn admit(state: &Limits, req: &mut Request) -> Result<Admitted, Response> {
     if let Some(limiter) = &state.rate_limiter {
         let key = bearer_token(req.headers()).ok().and_then(ApiKey::parse);
         if let Some(key) = key {
             if let Err(wait) = limiter.check(&key) {
                 let retry_after_secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-                return ApiError::RateLimited {
+                return Err(ApiError::RateLimited {
                     retry_after_secs: retry_after_secs.max(1),
                 }
-                .into_response();
+                .into_response());
             }
         }
     }
@@ -183,22 +194,44 @@ pub async fn guard(state: &Limits, req: Request, next: Next) -> Response {
     if long_poll {
         deadline += Duration::from_secs(limits.max_wait_secs);
     }
-    let (parts, body) = req.into_parts();
     // Only a body still to come can be what is slow; most requests (GETs) have none, and skip
     // the tracking allocations.
     let received =
-        (!http_body::Body::is_end_stream(&body)).then(|| Arc::new(AtomicBool::new(false)));
-    let body = match &received {
-        Some(done) => Body::new(Tracked {
+        (!http_body::Body::is_end_stream(req.body())).then(|| Arc::new(AtomicBool::new(false)));
+    if let Some(done) = &received {
+        let body = std::mem::take(req.body_mut());
+        *req.body_mut() = Body::new(Tracked {
             inner: body,
             done: done.clone(),
-        }),
-        None => body,
-    };
-    let ms = deadline.as_millis() as u64;
-    match tokio::time::timeout(deadline, next.run(Request::from_parts(parts, body))).await {
+        });
+    }
+    Ok(Admitted { deadline, received })
+}
+
+/// `served`, answered 503 (or 408, its body still arriving) if it runs past the deadline
+/// counted from `started`.
+///
+/// The timer is registered only if the first poll does not finish the request: a health
+/// check, or a read from the in-process cache, answers at once and never touches the timer
+/// wheel (whose lock a registration and its removal take).
+pub async fn within(
+    admitted: Admitted,
+    started: tokio::time::Instant,
+    served: impl Future<Output = Response>,
+) -> Response {
+    let mut served = std::pin::pin!(served);
+    let first = std::future::poll_fn(|cx| Poll::Ready(served.as_mut().poll(cx))).await;
+    if let Poll::Ready(res) = first {
+        return res;
+    }
+    let ms = admitted.deadline.as_millis() as u64;
+    match tokio::time::timeout_at(started + admitted.deadline, served).await {
         Ok(res) => res,
-        Err(_) if received.is_some_and(|r| !r.load(Ordering::Relaxed)) => {
+        Err(_)
+            if admitted
+                .received
+                .is_some_and(|r| !r.load(Ordering::Relaxed)) =>
+        {
             tracing::debug!(timeout_ms = ms, "request body too slow");
             ApiError::BodyTimeout(ms).into_response()
         }

@@ -1,7 +1,7 @@
 //! `/metrics` in Prometheus (OpenMetrics text) format.
 //!
 //! HTTP request counts and latency histograms by method, route template and status, recorded
-//! by the request middleware ([`crate::telemetry::observe`]); the store's own counters (hot
+//! by the request middleware ([`crate::telemetry::Observe`]); the store's own counters (hot
 //! hits, misses, fallbacks, errors, durable errors, retention deletions) and gauges (pending invalidations, hot tier suspect, tasks
 //! long-polled) read at scrape time from [`TieredStore`] by a registered collector, so the
 //! store needs no metrics library. Everything is written by prometheus_client's encoder: one
@@ -9,7 +9,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::header;
@@ -76,8 +76,8 @@ impl Metrics {
     }
 
     /// Counts and times one answered request by its route template (never the raw path, so
-    /// label cardinality stays bounded), called by [`crate::telemetry::observe`].
-    pub(crate) fn record(&self, method: &str, route: &str, status: u16, started: Instant) {
+    /// label cardinality stays bounded), called by [`crate::telemetry::Observe`].
+    pub(crate) fn record(&self, method: &str, route: &str, status: u16, latency: Duration) {
         let labels = RequestLabels {
             method: method.to_owned(),
             route: route.to_owned(),
@@ -86,7 +86,7 @@ impl Metrics {
         self.requests.get_or_create(&labels).inc();
         self.latency
             .get_or_create(&labels)
-            .observe(started.elapsed().as_secs_f64());
+            .observe(latency.as_secs_f64());
     }
 }
 

@@ -82,10 +82,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            telemetry::observe,
-        ))
+        .layer(telemetry::ObserveLayer::new(state.clone()))
         .with_state(state)
 }
 

@@ -231,28 +231,56 @@ impl http_body::Body for TrackedResponse {
 /// arrives, and a read fails `header_read` after the head's first byte. hyper has read a
 /// whole head exactly when it calls the service, so the count of started requests tells one
 /// wait from the next, pipelined requests included.
+///
+/// The timer is not moved on every request: moving a registered timer takes the timer
+/// wheel's lock, twice a request on a busy keep-alive connection. A wait only records when it
+/// ends (`until`); the timer stays where it is as long as that is no later, and when it fires
+/// early (the wait it was set for has been followed by a later one) it is set again. So a busy
+/// connection moves its timer about once per idle timeout, and a head that arrives in one
+/// read (nearly all) never moves it.
 #[derive(Debug)]
 struct IdleIo {
     stream: TcpStream,
     activity: Arc<Activity>,
     timeouts: Timeouts,
+    /// Fires at or before `until` (see above).
+    timer: Pin<Box<Sleep>>,
     /// The end of the current wait.
-    deadline: Pin<Box<Sleep>>,
+    until: Instant,
     /// The current wait is for the head that follows this many started requests.
     waiting_after: Option<u64>,
-    /// The current wait's head has begun to arrive: `deadline` is the header-read timeout's.
+    /// The current wait's head has begun to arrive: `until` is the header-read timeout's.
     head_begun: bool,
 }
 
 impl IdleIo {
     fn new(stream: TcpStream, activity: Arc<Activity>, timeouts: Timeouts) -> IdleIo {
+        let until = Instant::now() + timeouts.idle;
         IdleIo {
             stream,
             activity,
-            deadline: Box::pin(tokio::time::sleep(timeouts.idle)),
+            timer: Box::pin(tokio::time::sleep_until(until)),
+            until,
             timeouts,
             waiting_after: None,
             head_begun: false,
+        }
+    }
+
+    /// Whether the current wait has run out; if not, the task is woken when it may have.
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        loop {
+            if self.timer.deadline() > self.until {
+                self.timer.as_mut().reset(self.until);
+            }
+            if self.timer.as_mut().poll(cx).is_pending() {
+                return false;
+            }
+            if self.timer.deadline() >= self.until {
+                return true;
+            }
+            // Set for an earlier wait: this one ends later.
+            self.timer.as_mut().reset(self.until);
         }
     }
 }
@@ -274,12 +302,11 @@ impl AsyncRead for IdleIo {
         if this.waiting_after != Some(started) {
             this.waiting_after = Some(started);
             this.head_begun = false;
-            let idle_until = Instant::now() + this.timeouts.idle;
-            this.deadline.as_mut().reset(idle_until);
+            this.until = Instant::now() + this.timeouts.idle;
         }
         if this.head_begun {
             // The deadline first, so a client trickling bytes cannot keep it from firing.
-            if this.deadline.as_mut().poll(cx).is_ready() {
+            if this.expired(cx) {
                 return Poll::Ready(Err(io::Error::new(
                     io::ErrorKind::TimedOut,
                     "request head not received within the header-read timeout",
@@ -291,14 +318,13 @@ impl AsyncRead for IdleIo {
         match Pin::new(&mut this.stream).poll_read(cx, buf) {
             Poll::Ready(Ok(())) if buf.filled().len() > before => {
                 this.head_begun = true;
-                let head_until = Instant::now() + this.timeouts.header_read;
-                let deadline = this.deadline.deadline().min(head_until);
-                this.deadline.as_mut().reset(deadline);
+                this.until = this.until.min(Instant::now() + this.timeouts.header_read);
                 Poll::Ready(Ok(()))
             }
             // Idle past the timeout: end of stream, which hyper takes as the client closing
             // between requests, and closes quietly.
-            Poll::Pending => this.deadline.as_mut().poll(cx).map(Ok),
+            Poll::Pending if this.expired(cx) => Poll::Ready(Ok(())),
+            Poll::Pending => Poll::Pending,
             closed_or_failed => closed_or_failed,
         }
     }

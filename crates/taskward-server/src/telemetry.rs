@@ -14,14 +14,17 @@
 //! ARCHITECTURE.md for what each cost).
 
 use std::any::Any;
+use std::convert::Infallible;
 use std::panic::AssertUnwindSafe;
-use std::time::Instant;
+use std::task::{Context, Poll};
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
+use tokio::time::Instant;
+use tower::{Layer, Service};
 use tracing::Instrument;
 
 use crate::error::ApiError;
@@ -48,43 +51,113 @@ fn new_request_id() -> HeaderValue {
     HeaderValue::from_str(text).expect("a UUID is a valid header value")
 }
 
+/// The layer that puts [`Observe`] around every route (the router wraps each route's service
+/// in it, which is how it learns the matched route).
+#[derive(Debug, Clone)]
+pub struct ObserveLayer {
+    state: AppState,
+}
+
+impl ObserveLayer {
+    pub fn new(state: AppState) -> ObserveLayer {
+        ObserveLayer { state }
+    }
+}
+
+impl<S> Layer<S> for ObserveLayer {
+    type Service = Observe<S>;
+
+    fn layer(&self, inner: S) -> Observe<S> {
+        Observe {
+            inner,
+            state: self.state.clone(),
+        }
+    }
+}
+
 /// The one middleware (the body limit aside): request id, span, the limits of
-/// [`crate::limits::guard`], a panic turned into a 500, metrics.
-pub async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let id = match req.headers().get(REQUEST_ID) {
-        Some(id) => id.clone(),
-        None => new_request_id(),
-    };
-    let method = req.method().clone();
-    let route = req.extensions().get::<MatchedPath>().cloned();
-    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
-    let span = tracing::debug_span!(
-        "request",
-        method = method.as_str(),
-        route,
-        request_id = id.to_str().unwrap_or("")
-    );
-    // The panic is answered inside the scope, so its log line names the request.
-    let serve = AssertUnwindSafe(crate::limits::guard(&state.limits, req, next))
-        .catch_unwind()
-        .map(|served| served.unwrap_or_else(panic_response));
-    let mut res = CURRENT
-        .scope(id.clone(), serve.instrument(span.clone()))
-        .await;
-    let status = res.status().as_u16();
-    span.in_scope(|| {
-        tracing::debug!(
-            status,
-            latency_us = started.elapsed().as_micros() as u64,
-            "answered"
-        )
-    });
-    state
-        .metrics
-        .record(method.as_str(), route, status, started);
-    res.headers_mut().insert(REQUEST_ID, id);
-    res
+/// [`crate::limits`], a panic turned into a 500, metrics.
+///
+/// A hand-written service rather than `axum::middleware::from_fn`, which on every request
+/// clones the inner service and boxes it again behind `Next`, runs its extractors, and boxes
+/// its own future: here the route's future is awaited in the one boxed future this returns.
+#[derive(Debug, Clone)]
+pub struct Observe<S> {
+    inner: S,
+    state: AppState,
+}
+
+impl<S> Service<Request> for Observe<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Response, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request) -> Self::Future {
+        let started = Instant::now();
+        let id = match req.headers().get(REQUEST_ID) {
+            Some(id) => id.clone(),
+            None => new_request_id(),
+        };
+        let method = req.method().clone();
+        let route = req.extensions().get::<MatchedPath>().cloned();
+        let span = tracing::debug_span!(
+            "request",
+            method = method.as_str(),
+            route = route_of(&route),
+            request_id = id.to_str().unwrap_or("")
+        );
+        // Admission (the rate limit) and the route's service are called here, synchronously:
+        // neither runs handler code, which starts when the route's future is first polled.
+        let admitted = crate::limits::admit(&self.state.limits, &mut req)
+            .map(|admitted| (admitted, self.inner.call(req)));
+        let state = self.state.clone();
+        let serve = async move {
+            match admitted {
+                Err(refused) => refused,
+                Ok((admitted, served)) => {
+                    let served = served.map(|res| match res {
+                        Ok(res) => res,
+                        Err(never) => match never {},
+                    });
+                    crate::limits::within(admitted, started, served).await
+                }
+            }
+        };
+        // The panic is answered inside the scope, so its log line names the request.
+        let serve = AssertUnwindSafe(serve)
+            .catch_unwind()
+            .map(|served| served.unwrap_or_else(panic_response));
+        let scoped = CURRENT.scope(id.clone(), serve.instrument(span.clone()));
+        Box::pin(async move {
+            let mut res = scoped.await;
+            let status = res.status().as_u16();
+            span.in_scope(|| {
+                tracing::debug!(
+                    status,
+                    latency_us = started.elapsed().as_micros() as u64,
+                    "answered"
+                )
+            });
+            state
+                .metrics
+                .record(method.as_str(), route_of(&route), status, started.elapsed());
+            res.headers_mut().insert(REQUEST_ID, id);
+            Ok(res)
+        })
+    }
+}
+
+/// The route template of a request, as metrics and the span name it.
+fn route_of(route: &Option<MatchedPath>) -> &str {
+    route.as_ref().map_or("unmatched", MatchedPath::as_str)
 }
 
 /// A last resort: a handler panicked. The client gets SPEC's shape, the log gets the message.

@@ -170,7 +170,7 @@ fn respond_rendered(if_none_match: &IfNoneMatch, mut task: RenderedTask) -> Resp
     if if_none_match.matches(task.version) {
         return not_modified(task.version);
     }
-    if let Some(fresh) = TaskResponse::refreshed(&task.body, taskward_model::time::now()) {
+    if let Some(fresh) = TaskResponse::refreshed(&task.body, taskward_model::time::now) {
         task.body = fresh.into();
     }
     rendered_response(StatusCode::OK, task)

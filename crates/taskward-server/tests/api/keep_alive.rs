@@ -84,6 +84,29 @@ async fn a_connection_with_no_request_in_flight_is_closed_after_the_idle_timeout
     }
 }
 
+/// The idle timer is not moved on every request (see `IdleIo`): it is left where the first
+/// wait set it and set again when it fires early. A connection busy for several idle timeouts
+/// must neither be closed at one of those stale deadlines nor outlive its last wait's.
+#[tokio::test]
+async fn a_busy_connection_is_timed_from_its_last_response_not_its_first() {
+    let idle = Duration::from_millis(500);
+    let app = spawn_app_with_timeouts(300, 500).await;
+    let mut s = raw::connect(&app).await;
+    let busy_until = Instant::now() + Duration::from_millis(1_600);
+    while Instant::now() < busy_until {
+        healthz_on(&mut s).await;
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    healthz_on(&mut s).await;
+    let since = Instant::now();
+    let closed_after = closed_within(&mut s, since, Duration::from_secs(5)).await;
+    assert!(
+        closed_after >= idle - Duration::from_millis(150)
+            && closed_after < idle + Duration::from_secs(2),
+        "closed {closed_after:?} after the last response, the idle timeout is {idle:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_head_begun_after_an_idle_while_is_cut_at_the_header_read_timeout_from_its_first_byte() {
     let header_read = Duration::from_millis(600);
