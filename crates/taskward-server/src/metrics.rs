@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{header, Method};
 use axum::response::{IntoResponse, Response};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
@@ -27,9 +27,26 @@ use crate::state::AppState;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    method: String,
+    method: &'static str,
     route: String,
     status: u16,
+}
+
+/// The method as a label: the standard ones by name, any other as `other`, so a client
+/// cannot grow the metrics without bound by sending made-up methods.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PATCH => "PATCH",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "other",
+    }
 }
 
 /// The registry behind `/metrics`, and the HTTP metrics the middleware records.
@@ -77,9 +94,9 @@ impl Metrics {
 
     /// Counts and times one answered request by its route template (never the raw path, so
     /// label cardinality stays bounded), called by [`crate::telemetry::Observe`].
-    pub(crate) fn record(&self, method: &str, route: &str, status: u16, latency: Duration) {
+    pub(crate) fn record(&self, method: &Method, route: &str, status: u16, latency: Duration) {
         let labels = RequestLabels {
-            method: method.to_owned(),
+            method: method_label(method),
             route: route.to_owned(),
             status,
         };

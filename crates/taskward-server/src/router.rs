@@ -81,8 +81,13 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics::render))
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(body_limit))
-        .layer(telemetry::ObserveLayer::new(state.clone()))
+        // One layer call, so each route is wrapped (and its service cloned and its future boxed
+        // per request) once, not once per layer.
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(telemetry::ObserveLayer::new(state.clone()))
+                .layer(DefaultBodyLimit::max(body_limit)),
+        )
         .with_state(state)
 }
 

@@ -148,7 +148,7 @@ where
             });
             state
                 .metrics
-                .record(method.as_str(), route_of(&route), status, started.elapsed());
+                .record(&method, route_of(&route), status, started.elapsed());
             res.headers_mut().insert(REQUEST_ID, id);
             Ok(res)
         })

@@ -93,3 +93,30 @@ async fn metrics_name_each_metric_once_with_its_type_and_values_follow_the_traff
     assert_eq!(sample(&after, "taskward_hot_errors_total"), 0);
     assert!(after.ends_with("# EOF\n"), "{after}");
 }
+
+/// Made-up methods are answered (405 or 404) and counted, but under one `other` label: a
+/// client sending a new method per request must not grow the metrics (and the server's
+/// memory) without bound.
+#[tokio::test]
+async fn made_up_methods_are_counted_under_one_label() {
+    let app = spawn_app().await;
+    for i in 0..5 {
+        let method = reqwest::Method::from_bytes(format!("BREW{i}").as_bytes()).unwrap();
+        let res = app
+            .client
+            .request(method, app.url("/healthz"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED);
+    }
+    let text = scrape(&app).await;
+    assert!(!text.contains("BREW"), "{text}");
+    assert_eq!(
+        sample(
+            &text,
+            "taskward_http_requests_total{method=\"other\",route=\"/healthz\",status=\"405\"}"
+        ),
+        5
+    );
+}
