@@ -11,6 +11,7 @@
 //! counted. Connection-level limits (idle and header-read timeouts, connection cap) live in
 //! `serve.rs`.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::num::NonZeroU32;
 use std::pin::Pin;
@@ -137,7 +138,7 @@ impl http_body::Body for Tracked {
 /// The route whose `?wait=` long-poll may outlast the request timeout.
 const LONG_POLL_ROUTE: &str = "/v1/tasks/{task_id}";
 
-/// What [`admit`] and [`within`] need: the limits and the rate limiter.
+/// What [`admit`] and [`Within`] need: the limits and the rate limiter.
 #[derive(Debug, Clone)]
 pub struct Limits {
     settings: Arc<LimitSettings>,
@@ -208,41 +209,70 @@ pub fn admit(state: &Limits, req: &mut Request) -> Result<Admitted, Response> {
     Ok(Admitted { deadline, received })
 }
 
-/// `served`, answered 503 (or 408, its body still arriving) if it runs past the deadline
-/// counted from `started`.
-///
-/// The timer is registered only if the first poll does not finish the request: a health
-/// check, or a read from the in-process cache, answers at once and never touches the timer
-/// wheel (whose lock a registration and its removal take).
-pub async fn within(
-    admitted: Admitted,
-    started: tokio::time::Instant,
-    served: impl Future<Output = Response>,
-) -> Response {
-    let mut served = std::pin::pin!(served);
-    let first = std::future::poll_fn(|cx| Poll::Ready(served.as_mut().poll(cx))).await;
-    if let Poll::Ready(res) = first {
-        return res;
+pin_project_lite::pin_project! {
+    /// The route's future `served`, answered 503 (or 408, its body still arriving) if it runs
+    /// past the deadline counted from `started`.
+    ///
+    /// The timer is created and registered only if the first poll does not finish the
+    /// request: a health check, or a read from the in-process cache, answers at once and
+    /// never touches the timer wheel (whose lock a registration and its removal take). Written
+    /// out rather than as an `async fn`, which would hold the route's future twice (its
+    /// argument, and the pinned local it polls), in every request's boxed future.
+    pub struct Within<F> {
+        #[pin]
+        served: F,
+        #[pin]
+        timer: Option<tokio::time::Sleep>,
+        until: tokio::time::Instant,
+        admitted: Admitted,
     }
-    let ms = admitted.deadline.as_millis() as u64;
-    match tokio::time::timeout_at(started + admitted.deadline, served).await {
-        Ok(res) => res,
-        Err(_)
-            if admitted
-                .received
-                .is_some_and(|r| !r.load(Ordering::Relaxed)) =>
-        {
+}
+
+impl<F> Within<F> {
+    pub fn new(admitted: Admitted, started: tokio::time::Instant, served: F) -> Within<F> {
+        Within {
+            served,
+            timer: None,
+            until: started + admitted.deadline,
+            admitted,
+        }
+    }
+}
+
+impl<F: Future<Output = Result<Response, Infallible>>> Future for Within<F> {
+    type Output = Response;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Response> {
+        let mut this = self.project();
+        if let Poll::Ready(res) = this.served.poll(cx) {
+            return Poll::Ready(res.unwrap_or_else(|never| match never {}));
+        }
+        if this.timer.is_none() {
+            this.timer.set(Some(tokio::time::sleep_until(*this.until)));
+        }
+        let Some(timer) = this.timer.as_pin_mut() else {
+            return Poll::Pending;
+        };
+        if timer.poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        let ms = this.admitted.deadline.as_millis() as u64;
+        let slow_body = this
+            .admitted
+            .received
+            .as_ref()
+            .is_some_and(|r| !r.load(Ordering::Relaxed));
+        Poll::Ready(if slow_body {
             tracing::debug!(timeout_ms = ms, "request body too slow");
             ApiError::BodyTimeout(ms).into_response()
-        }
-        Err(_) => {
+        } else {
             tracing::warn!(
                 timeout_ms = ms,
                 request_id = crate::telemetry::request_id(),
                 "request timed out"
             );
             ApiError::RequestTimeout(ms).into_response()
-        }
+        })
     }
 }
 

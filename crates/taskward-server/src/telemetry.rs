@@ -21,7 +21,7 @@ use std::task::{Context, Poll};
 use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use futures_util::future::BoxFuture;
+use futures_util::future::{BoxFuture, Either};
 use futures_util::FutureExt;
 use tokio::time::Instant;
 use tower::{Layer, Service};
@@ -118,26 +118,21 @@ where
         // neither runs handler code, which starts when the route's future is first polled.
         let admitted = crate::limits::admit(&self.state.limits, &mut req)
             .map(|admitted| (admitted, self.inner.call(req)));
-        let state = self.state.clone();
-        let serve = async move {
-            match admitted {
-                Err(refused) => refused,
-                Ok((admitted, served)) => {
-                    let served = served.map(|res| match res {
-                        Ok(res) => res,
-                        Err(never) => match never {},
-                    });
-                    crate::limits::within(admitted, started, served).await
-                }
+        let served = match admitted {
+            Err(refused) => Either::Left(std::future::ready(refused)),
+            Ok((admitted, served)) => {
+                Either::Right(crate::limits::Within::new(admitted, started, served))
             }
         };
         // The panic is answered inside the scope, so its log line names the request.
-        let serve = AssertUnwindSafe(serve)
+        let served = AssertUnwindSafe(served)
             .catch_unwind()
             .map(|served| served.unwrap_or_else(panic_response));
-        let scoped = CURRENT.scope(id.clone(), serve.instrument(span.clone()));
-        Box::pin(async move {
-            let mut res = scoped.await;
+        let state = self.state.clone();
+        // Combinators, not an `async` block: a block awaiting `scoped` would hold it twice
+        // (captured, and being awaited), and this future is boxed and moved on every request.
+        let scoped = CURRENT.scope(id.clone(), served.instrument(span.clone()));
+        Box::pin(scoped.map(move |mut res| {
             let status = res.status().as_u16();
             span.in_scope(|| {
                 tracing::debug!(
@@ -151,7 +146,7 @@ where
                 .record(&method, route_of(&route), status, started.elapsed());
             res.headers_mut().insert(REQUEST_ID, id);
             Ok(res)
-        })
+        }))
     }
 }
 

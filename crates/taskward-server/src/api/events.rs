@@ -397,15 +397,15 @@ impl EventStream {
     /// Reads the next page of missed events into the backlog; marks the replay done when the
     /// log has no more.
     async fn replay_page(&mut self) -> Result<(), ApiError> {
-        let events = self
-            .store
-            .events_after(
-                &self.tenant,
-                self.selection.task.as_ref(),
-                self.last,
-                REPLAY_PAGE,
-            )
-            .await?;
+        // Boxed: inline, the log read would size the stream's future for as long as the stream
+        // is held open, in every idle stream.
+        let events = Box::pin(self.store.events_after(
+            &self.tenant,
+            self.selection.task.as_ref(),
+            self.last,
+            REPLAY_PAGE,
+        ))
+        .await?;
         self.replayed = events.len() < REPLAY_PAGE as usize;
         self.backlog = events.into_iter().map(FeedEvent::new).collect();
         Ok(())

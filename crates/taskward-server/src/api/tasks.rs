@@ -131,7 +131,9 @@ pub async fn get_task(
                 Some(version) => version,
                 // No single version to compare with: wait for a change from the current one.
                 None => {
-                    let (task, source) = store.get(&caller.tenant, &id).await?;
+                    // Boxed: inline, it would size this handler's future (held for the
+                    // whole wait) for a read done once before it.
+                    let (task, source) = Box::pin(store.get(&caller.tenant, &id)).await?;
                     let stale = if_none_match != IfNoneMatch::Absent
                         && !if_none_match.matches(task.version);
                     if task.status.is_terminal() || stale {

@@ -188,10 +188,12 @@ impl TieredStore {
         // Never older than what the client holds: a hot entry behind it (its writer has not
         // written the hot tier yet) sends the read to the durable tier instead.
         let at_least = || watch.announced().max(unchanged);
+        // The reads are boxed: this future lives as long as the wait, in every held long-poll,
+        // and inline they would make it the size of a durable read for the whole wait.
         loop {
             // Registered before the read, so a write committed after the read still wakes us.
             let changed = watch.changed();
-            let (task, source) = self.get_at_least(tenant, id, at_least()).await?;
+            let (task, source) = Box::pin(self.get_at_least(tenant, id, at_least())).await?;
             if task.version != unchanged || task.status.is_terminal() {
                 return Ok((task, source));
             }
@@ -203,7 +205,7 @@ impl TieredStore {
                 _ = self.0.changes.closed() => break,
             }
         }
-        self.get_at_least(tenant, id, at_least()).await
+        Box::pin(self.get_at_least(tenant, id, at_least())).await
     }
 }
 
