@@ -107,6 +107,35 @@ async fn a_busy_connection_is_timed_from_its_last_response_not_its_first() {
     );
 }
 
+/// A request that waits (a long-poll run to its end, longer than the idle timeout) has hyper
+/// read while it is in flight and find nothing; after the response hyper does not read again
+/// on its own, and nothing wakes the connection when the request ends. It must still be
+/// closed the idle timeout after that response: not left open for ever, not cut early.
+#[tokio::test]
+async fn a_connection_is_timed_from_the_end_of_a_request_that_waited() {
+    let idle = Duration::from_millis(800);
+    let app = spawn_app_with_timeouts(300, 800).await;
+    app.create_processing("w1").await;
+    let mut s = raw::connect(&app).await;
+    let poll = format!(
+        "GET /v1/tasks/w1?wait=1.5 HTTP/1.1\r\nHost: taskward\r\nAuthorization: Bearer {}\r\n\
+         If-None-Match: \"1\"\r\n\r\n",
+        app.key
+    );
+    s.write_all(poll.as_bytes()).await.expect("request sent");
+    match raw::read_reply(&mut s, Duration::from_secs(5)).await {
+        Reply::Response(304, _) => {}
+        other => panic!("{other:?}"),
+    }
+    let since = Instant::now();
+    let closed_after = closed_within(&mut s, since, Duration::from_secs(5)).await;
+    assert!(
+        closed_after >= idle - Duration::from_millis(150)
+            && closed_after < idle + Duration::from_secs(2),
+        "closed {closed_after:?} after the long-poll's response, the idle timeout is {idle:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_head_begun_after_an_idle_while_is_cut_at_the_header_read_timeout_from_its_first_byte() {
     let header_read = Duration::from_millis(600);
