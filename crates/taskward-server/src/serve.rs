@@ -287,7 +287,8 @@ impl IdleIo {
         }
     }
 
-    /// Whether the current wait has run out; if not, the task is woken when it may have.
+    /// Whether the current wait has run out (at `until`); if not, the timer will wake the task
+    /// by `until` at the latest.
     fn expired(&mut self, cx: &mut Context<'_>) -> bool {
         loop {
             if self.timer.deadline() > self.until {
@@ -300,19 +301,6 @@ impl IdleIo {
                 return true;
             }
             // Set for an earlier wait: this one ends later.
-            self.timer.as_mut().reset(self.until);
-        }
-    }
-
-    /// Makes sure the task is woken by `until` at the latest (a fire is not an expiry here).
-    fn arm(&mut self, cx: &mut Context<'_>) {
-        loop {
-            if self.timer.deadline() > self.until {
-                self.timer.as_mut().reset(self.until);
-            }
-            if self.timer.as_mut().poll(cx).is_pending() {
-                return;
-            }
             self.timer.as_mut().reset(self.until);
         }
     }
@@ -333,8 +321,9 @@ impl AsyncRead for IdleIo {
             let read = Pin::new(&mut this.stream).poll_read(cx, buf);
             if read.is_pending() {
                 // hyper may not read again when the request ends: the timer will (see above).
+                // `until` is in the future, so this only sets the timer; it cannot run out.
                 this.until = Instant::now() + this.timeouts.idle;
-                this.arm(cx);
+                this.expired(cx);
             }
             return read;
         }
