@@ -6,6 +6,11 @@
 //! a group does is a [`Statement`]; the queue, the workers, their connections and the retry
 //! policy are here, once, for every kind (compare-and-set writes and reads by key today).
 //!
+//! A kind may also say how long a statement runs before another may start beside it
+//! ([`Statement::OVERLAP_AFTER`]): reads wait, so that under load one statement is in flight and
+//! the next group forms behind it (fewer, larger statements: PostgreSQL spends less per row),
+//! while a statement that is slow or stuck does not hold up the reads queued after it.
+//!
 //! Each worker keeps its connection for good ([`Held`]): sqlx pings a connection (a round trip)
 //! every time it goes back to a pool, which would double the statements of every group.
 
@@ -36,6 +41,10 @@ pub(crate) trait Statement: Send + Sync + 'static {
     type Request: Send + Sync + 'static;
     type Answer: Send + 'static;
 
+    /// How long a statement of this kind runs before another worker may start the next group
+    /// beside it; `None`: at once (each worker takes a group as soon as one is queued).
+    const OVERLAP_AFTER: Option<Duration> = None;
+
     fn run<'a>(
         &'a self,
         conn: &'a mut PgConnection,
@@ -54,6 +63,76 @@ type Reply<S> = oneshot::Sender<Result<<S as Statement>::Answer, StoreError>>;
 
 /// The queue the workers of one kind share.
 type Queue<S> = Arc<tokio::sync::Mutex<mpsc::Receiver<(<S as Statement>::Request, Reply<S>)>>>;
+
+/// The statements of one kind in flight, by when each started.
+#[derive(Default)]
+struct Running {
+    started: Mutex<Vec<Instant>>,
+    /// Notified whenever a statement ends.
+    ended: tokio::sync::Notify,
+}
+
+impl Running {
+    /// Records a statement starting now; it counts as running until the guard is dropped.
+    fn enter(self: &Arc<Self>) -> Entered {
+        let at = Instant::now();
+        self.started
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(at);
+        Entered {
+            running: self.clone(),
+            at,
+        }
+    }
+
+    /// When the latest statement still running started.
+    fn latest(&self) -> Option<Instant> {
+        let started = self.started.lock().unwrap_or_else(PoisonError::into_inner);
+        started.iter().max().copied()
+    }
+
+    /// Returns once no statement has been running for less than `after`.
+    async fn overlap_allowed(&self, after: Duration) {
+        loop {
+            // Registered before the check, so an end between the two is not missed.
+            let ended = self.ended.notified();
+            tokio::pin!(ended);
+            ended.as_mut().enable();
+            match self.latest() {
+                Some(at) if at.elapsed() < after => {
+                    tokio::select! {
+                        () = ended => {}
+                        () = tokio::time::sleep_until((at + after).into()) => {}
+                    }
+                }
+                _ => return,
+            }
+        }
+    }
+}
+
+/// A statement counted in [`Running`].
+struct Entered {
+    running: Arc<Running>,
+    at: Instant,
+}
+
+impl Drop for Entered {
+    fn drop(&mut self) {
+        let mut started = self
+            .running
+            .started
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        // Entries with the same instant are interchangeable.
+        if let Some(i) = started.iter().position(|&t| t == self.at) {
+            started.swap_remove(i);
+        }
+        drop(started);
+        self.running.ended.notify_waiters();
+    }
+}
 
 /// The queue and workers of one kind of grouped request.
 pub(crate) struct Groups<S: Statement> {
@@ -75,6 +154,7 @@ impl<S: Statement> Groups<S> {
         let (queue, rx) = mpsc::channel(4 * MAX_GROUP);
         let rx = Arc::new(tokio::sync::Mutex::new(rx));
         let (statement, stop) = (Arc::new(statement), CancellationToken::new());
+        let running = Arc::new(Running::default());
         let workers = (0..workers)
             .map(|_| {
                 let held = Held {
@@ -82,7 +162,13 @@ impl<S: Statement> Groups<S> {
                     conn: Mutex::new(None),
                     limit,
                 };
-                tokio::spawn(work(statement.clone(), held, rx.clone(), stop.clone()))
+                tokio::spawn(work(
+                    statement.clone(),
+                    held,
+                    rx.clone(),
+                    running.clone(),
+                    stop.clone(),
+                ))
             })
             .collect();
         Groups {
@@ -123,15 +209,18 @@ async fn work<S: Statement>(
     statement: Arc<S>,
     held: Held,
     queue: Queue<S>,
+    running: Arc<Running>,
     stop: CancellationToken,
 ) {
     loop {
         let group = tokio::select! {
             biased;
             () = stop.cancelled() => return,
-            group = next_group(&queue) => group,
+            group = next_group(&queue, &running, S::OVERLAP_AFTER) => group,
         };
-        let Some(mut group) = group else { return };
+        let Some((mut group, _running)) = group else {
+            return;
+        };
         if group.len() > 1 && statement.order(&group[0].0, &group[1].0).is_some() {
             group.sort_by(|a, b| {
                 statement
@@ -177,18 +266,27 @@ async fn work<S: Statement>(
     }
 }
 
-/// The next group: waits for one request, then takes whatever else is queued, up to
-/// [`MAX_GROUP`]; `None` once every sender is gone.
-async fn next_group<T>(queue: &tokio::sync::Mutex<mpsc::Receiver<T>>) -> Option<Vec<T>> {
+/// The next group: waits for one request and, with `overlap_after`, until no statement has
+/// been running for less than that; then takes whatever else is queued, up to [`MAX_GROUP`],
+/// and counts its statement as running. `None` once every sender is gone.
+async fn next_group<T>(
+    queue: &tokio::sync::Mutex<mpsc::Receiver<T>>,
+    running: &Arc<Running>,
+    overlap_after: Option<Duration>,
+) -> Option<(Vec<T>, Entered)> {
     let mut rx = queue.lock().await;
     let mut group = vec![rx.recv().await?];
+    if let Some(after) = overlap_after {
+        running.overlap_allowed(after).await;
+    }
     while group.len() < MAX_GROUP {
         match rx.try_recv() {
             Ok(job) => group.push(job),
             Err(_) => break,
         }
     }
-    Some(group)
+    // Entered while the queue is still locked: the next worker to take a group sees it.
+    Some((group, running.enter()))
 }
 
 /// The connection a worker keeps between groups. It comes from a pool of the workers' own
@@ -230,5 +328,124 @@ impl Held {
             })?;
         *self.conn.lock().unwrap_or_else(PoisonError::into_inner) = Some((conn, Instant::now()));
         Ok(answers)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// A statement that answers each request with its group's size after `hold` (or, for the
+    /// request `stuck`, after `stuck_for`), counting how many of its statements ran at once.
+    struct Probe {
+        hold: Duration,
+        stuck_for: Duration,
+        in_flight: AtomicUsize,
+        most_at_once: AtomicUsize,
+    }
+
+    impl Probe {
+        fn new(hold: Duration, stuck_for: Duration) -> Self {
+            Probe {
+                hold,
+                stuck_for,
+                in_flight: AtomicUsize::new(0),
+                most_at_once: AtomicUsize::new(0),
+            }
+        }
+    }
+
+    /// Reads' rule, with a wait long enough that a test's statements never reach it unless
+    /// one is stuck.
+    const TEST_OVERLAP_AFTER: Duration = Duration::from_millis(300);
+
+    impl Statement for Arc<Probe> {
+        type Request = &'static str;
+        type Answer = usize;
+        const OVERLAP_AFTER: Option<Duration> = Some(TEST_OVERLAP_AFTER);
+
+        async fn run(
+            &self,
+            _: &mut PgConnection,
+            group: &[&'static str],
+        ) -> Result<Vec<usize>, StoreError> {
+            let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most_at_once.fetch_max(now, Ordering::SeqCst);
+            let stuck = group.contains(&"stuck");
+            tokio::time::sleep(if stuck { self.stuck_for } else { self.hold }).await;
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            Ok(vec![group.len(); group.len()])
+        }
+    }
+
+    /// Waits until a statement of `probe` is running.
+    async fn running(probe: &Probe) {
+        while probe.in_flight.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    fn pool() -> PgPool {
+        PgPool::connect_lazy(&taskward_testkit::database_url()).expect("database url")
+    }
+
+    #[tokio::test]
+    async fn reads_run_one_statement_at_a_time_and_group_what_queues_behind_it() {
+        let probe = Arc::new(Probe::new(Duration::from_millis(200), Duration::ZERO));
+        let groups = Arc::new(Groups::start(
+            probe.clone(),
+            pool(),
+            4,
+            Duration::from_secs(5),
+        ));
+        // The first request starts a statement; the rest arrive while it runs.
+        let first = tokio::spawn({
+            let groups = groups.clone();
+            async move { groups.submit("first").await }
+        });
+        running(&probe).await;
+        let rest: Vec<_> = (0..30)
+            .map(|_| {
+                let groups = groups.clone();
+                tokio::spawn(async move { groups.submit("later").await })
+            })
+            .collect();
+        assert_eq!(first.await.unwrap().unwrap(), 1);
+        for r in rest {
+            // Four idle workers, yet all thirty went as one statement after the first.
+            assert_eq!(r.await.unwrap().unwrap(), 30);
+        }
+        assert_eq!(probe.most_at_once.load(Ordering::SeqCst), 1);
+        groups.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_stuck_read_does_not_hold_up_the_reads_queued_after_it() {
+        let probe = Arc::new(Probe::new(
+            Duration::from_millis(10),
+            Duration::from_secs(30),
+        ));
+        let groups = Arc::new(Groups::start(
+            probe.clone(),
+            pool(),
+            2,
+            Duration::from_secs(60),
+        ));
+        let stuck = tokio::spawn({
+            let groups = groups.clone();
+            async move { groups.submit("stuck").await }
+        });
+        running(&probe).await;
+        // Answered on the other worker once the stuck statement has run past the wait, long
+        // before it ends.
+        let answered = tokio::time::timeout(Duration::from_secs(10), groups.submit("next"))
+            .await
+            .expect("a read queued behind a stuck statement waited for it");
+        assert_eq!(answered.unwrap(), 1);
+        assert!(!stuck.is_finished());
+        assert_eq!(probe.most_at_once.load(Ordering::SeqCst), 2);
+        stuck.abort();
     }
 }

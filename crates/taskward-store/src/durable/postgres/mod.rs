@@ -75,7 +75,8 @@ const MIGRATION_LOCK: i64 = 0x7461_736b_7761_7264; // "taskward"
 /// before events): four workers 0.91x and 0.83x, two 1.00x and 0.93x.
 const COMMITTERS: u32 = 2;
 
-/// Group-read workers, likewise for reads of one task by key.
+/// Group-read workers for reads of one task by key. One runs at a time while it is quick (see
+/// `grouped::READ_OVERLAP_AFTER`); the others take the next groups when statements are slow.
 const READERS: u32 = 4;
 
 /// The durable tier on PostgreSQL.
