@@ -75,18 +75,41 @@ name() { # the row label, with the binary's directory when comparing builds
   if [ "${#bins[@]}" -gt 1 ]; then printf '%s %s' "$(basename "$(dirname "$bin")")" "$1"; else printf '%s' "$1"; fi
 }
 ticks() { awk '{print $14+$15}' "/proc/$pid/stat"; }
-wrk_run() { # label, extra wrk args...; prints req/s, p99 and server CPU per request
+# CPU ticks of every PostgreSQL process, of the Redis server, and of the whole machine: each row
+# also says what it cost the database, Redis and the machine (wrk and the kernel included), so
+# a change that moves work from the server to PostgreSQL or Redis shows.
+pg_ticks() { pgrep -x postgres | xargs -r -I{} awk '{print $14+$15}' /proc/{}/stat 2>/dev/null | awk '{s+=$1} END {print s+0}'; }
+redis_ticks() { pgrep -f 'redis-server.*:6379' | xargs -r -I{} awk '{print $14+$15}' /proc/{}/stat | awk '{s+=$1} END {print s+0}'; }
+busy_ticks() { awk '/^cpu / {print $2+$3+$4+$7+$8}' /proc/stat; }
+per() { echo "($2 - $1) * 10000 / $3" | bc -l; } # ticks before, after, operations: us each
+wrk_run() { # label, extra wrk args...; prints req/s, p99 and CPU per request
   local label=$1; shift
-  local t0 out t1 rps p99 n non2xx
-  t0=$(ticks)
+  local t0 g0 r0 m0 out t1 g1 r1 m1 rps p99 n non2xx
+  t0=$(ticks) g0=$(pg_ticks) r0=$(redis_ticks) m0=$(busy_ticks)
   out=$(wrk -t2 -c64 -d"${secs}s" --latency "$@")
-  t1=$(ticks)
+  t1=$(ticks) g1=$(pg_ticks) r1=$(redis_ticks) m1=$(busy_ticks)
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   p99=$(awk '$1=="99%" {print $2}' <<<"$out")
   n=$(awk '/requests in/ {print $1}' <<<"$out")
   non2xx=$(awk '/Non-2xx/ {print $5}' <<<"$out")
-  printf '%-44s %10s req/s  p99 %8s  CPU %6.1f us/req  non-2xx %s\n' "$label" "$rps" "$p99" \
-    "$(echo "($t1 - $t0) * 10000 / $n" | bc -l)" "${non2xx:-0}"
+  printf '%-44s %10s req/s  p99 %8s  CPU us/req: server %5.1f  PG %5.1f  Redis %4.1f  machine %5.1f  non-2xx %s\n' \
+    "$label" "$rps" "$p99" "$(per "$t0" "$t1" "$n")" "$(per "$g0" "$g1" "$n")" "$(per "$r0" "$r1" "$n")" \
+    "$(per "$m0" "$m1" "$n")" "${non2xx:-0}"
+}
+pgbench_run() { # script file: prints tx/s and CPU per transaction, sampled mid-run (pgbench's
+  # connections, and their PostgreSQL processes, come and go with it)
+  local window=$((secs > 3 ? secs - 2 : 1)) g0 m0 g1 m1 tps n
+  pgbench -h 127.0.0.1 -U postgres -n -M prepared -c 16 -j 2 -T "$secs" -f "$1" test >"$tmp/pgbench.out" 2>/dev/null &
+  local pgb=$!
+  sleep 1
+  g0=$(pg_ticks) m0=$(busy_ticks)
+  sleep "$window"
+  g1=$(pg_ticks) m1=$(busy_ticks)
+  wait "$pgb"
+  tps=$(awk '/^tps/ {print $3}' "$tmp/pgbench.out")
+  n=$(echo "$tps * $window" | bc -l)
+  printf '%-44s %10.0f tx/s   %28s PG %5.1f  %10s machine %5.1f\n' \
+    "" "$tps" "CPU us/tx:" "$(per "$g0" "$g1" "$n")" "" "$(per "$m0" "$m1" "$n")"
 }
 
 # Rows: created through each build's own schema (the server migrates it), filled with SQL.
@@ -131,7 +154,7 @@ SELECT task_id, task_type, status, inputs, outputs, additional_data, description
   FROM taskward_bench0.tasks WHERE org = 'bench' AND mode = 'test' AND task_id = 't' || :id;
 SQL
 echo "-- pgbench primary-key select (-M prepared -c 16 -j 2 -T $secs)"
-pgbench -h 127.0.0.1 -U postgres -n -M prepared -c 16 -j 2 -T "$secs" -f "$tmp/select.sql" test 2>/dev/null | grep -E '^tps'
+pgbench_run "$tmp/select.sql"
 
 echo "== writes"
 for i in "${!bins[@]}"; do
@@ -147,4 +170,4 @@ INSERT INTO taskward_bench0.tasks (org, mode, task_id, task_type, status, active
   ON CONFLICT (org, mode, task_id) DO UPDATE SET additional_data = excluded.additional_data, updated_at = now(), version = taskward_bench0.tasks.version + 1;
 SQL
 echo "-- pgbench single-row upsert (-M prepared -c 16 -j 2 -T $secs)"
-pgbench -h 127.0.0.1 -U postgres -n -M prepared -c 16 -j 2 -T "$secs" -f "$tmp/upsert.sql" test 2>/dev/null | grep -E '^tps'
+pgbench_run "$tmp/upsert.sql"
