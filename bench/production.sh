@@ -3,7 +3,7 @@
 # baselines issue 3 names: the same server's trivial endpoint, redis-benchmark GET against the
 # same Redis, pgbench primary-key selects and single-row upserts on the same rows.
 #
-#   bench/production.sh [seconds per run, default 10]
+#   bench/production.sh [seconds per run, default 10]     (ROUNDS=3: alternating rounds)
 #   BENCH_BINS="/tmp/old/taskward target/release/taskward" bench/production.sh
 #
 # The second form compares builds: every server-side row is measured for each binary in turn,
@@ -19,6 +19,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
+rounds=${ROUNDS:-3}
 tasks=10000
 db="postgres://postgres@127.0.0.1:5432/test"
 psql_() { psql -q -h 127.0.0.1 -U postgres -d test -v ON_ERROR_STOP=1 "$@"; }
@@ -126,8 +127,8 @@ for i in "${!bins[@]}"; do
   stop
 done
 
-echo "== reads (wrk -t2 -c64 -d${secs}s; $tasks tasks), three alternating rounds"
-for round in 1 2 3; do
+echo "== reads (wrk -t2 -c64 -d${secs}s; $tasks tasks), $rounds alternating rounds"
+for round in $(seq "$rounds"); do
   for i in "${!bins[@]}"; do
     use "$i"
     start_warm
@@ -139,35 +140,42 @@ for round in 1 2 3; do
   redis-benchmark -h 127.0.0.1 -p 6379 -t get -d 600 -c 64 -P 1 -n $((secs * 60000)) -q | tr '\r' '\n' | grep -E '^GET' | tail -n 1
 done
 
-# Misses: a TTL of 0 makes every re-warm expire at once, so each GET misses Redis, reads
-# PostgreSQL and writes Redis back, as a real miss does.
-for i in "${!bins[@]}"; do
-  use "$i"
-  clear_redis
-  start TASKWARD_HOT__TTL_SECS=0
-  wrk_run "$(name "GET missing Redis (from PostgreSQL)")" -s bench/lua/get_random.lua "http://127.0.0.1:$port"
-  stop
-done
 cat >"$tmp/select.sql" <<SQL
 \set id random(1, $tasks)
 SELECT task_id, task_type, status, inputs, outputs, additional_data, description, created_at, updated_at, started_at, finished_at, version
   FROM taskward_bench0.tasks WHERE org = 'bench' AND mode = 'test' AND task_id = 't' || :id;
 SQL
-echo "-- pgbench primary-key select (-M prepared -c 16 -j 2 -T $secs)"
-pgbench_run "$tmp/select.sql"
-
-echo "== writes"
-for i in "${!bins[@]}"; do
-  use "$i"
-  start_warm
-  wrk_run "$(name "PATCH (durable, then Redis)")" -s bench/lua/patch_random.lua "http://127.0.0.1:$port"
-  stop
-done
 cat >"$tmp/upsert.sql" <<SQL
 \set id random(1, $tasks)
 INSERT INTO taskward_bench0.tasks (org, mode, task_id, task_type, status, active, additional_data, created_at, updated_at, version, create_digest)
   VALUES ('bench', 'test', 't' || :id, 'api_buckets_batches_process', 'PENDING', true, '{"n": 1}', now(), now(), 1, 'bench')
   ON CONFLICT (org, mode, task_id) DO UPDATE SET additional_data = excluded.additional_data, updated_at = now(), version = taskward_bench0.tasks.version + 1;
 SQL
-echo "-- pgbench single-row upsert (-M prepared -c 16 -j 2 -T $secs)"
-pgbench_run "$tmp/upsert.sql"
+
+# Misses: a TTL of 0 makes every re-warm expire at once, so each GET misses Redis, reads
+# PostgreSQL and writes Redis back, as a real miss does. Like the reads, in alternating rounds
+# with their baseline, so the machine's drift hits every row of a round alike.
+echo "== misses, $rounds alternating rounds"
+for round in $(seq "$rounds"); do
+  for i in "${!bins[@]}"; do
+    use "$i"
+    clear_redis
+    start TASKWARD_HOT__TTL_SECS=0
+    wrk_run "$(name "GET missing Redis (from PostgreSQL)")" -s bench/lua/get_random.lua "http://127.0.0.1:$port"
+    stop
+  done
+  printf '%-44s\n' "pgbench primary-key select (-M prepared -c 16 -j 2)"
+  pgbench_run "$tmp/select.sql"
+done
+
+echo "== writes, $rounds alternating rounds"
+for round in $(seq "$rounds"); do
+  for i in "${!bins[@]}"; do
+    use "$i"
+    start_warm
+    wrk_run "$(name "PATCH (durable, then Redis)")" -s bench/lua/patch_random.lua "http://127.0.0.1:$port"
+    stop
+  done
+  printf '%-44s\n' "pgbench single-row upsert (-M prepared -c 16 -j 2)"
+  pgbench_run "$tmp/upsert.sql"
+done
