@@ -6,10 +6,11 @@
 //! a group does is a [`Statement`]; the queue, the workers, their connections and the retry
 //! policy are here, once, for every kind (compare-and-set writes and reads by key today).
 //!
-//! A kind may also say how long a statement runs before another may start beside it
-//! ([`Statement::OVERLAP_AFTER`]): reads wait, so that under load one statement is in flight and
-//! the next group forms behind it (fewer, larger statements: PostgreSQL spends less per row),
-//! while a statement that is slow or stuck does not hold up the reads queued after it.
+//! A kind may also say how long the next group waits for the statement in flight to end before
+//! it starts beside it ([`Statement::OVERLAP_AFTER`]): reads wait, so that under load one
+//! statement is in flight and the next group forms behind it (fewer, larger statements:
+//! PostgreSQL spends less per row), while a statement that is slow or stuck does not hold up
+//! the reads queued after it.
 //!
 //! Each worker keeps its connection for good ([`Held`]): sqlx pings a connection (a round trip)
 //! every time it goes back to a pool, which would double the statements of every group.
@@ -20,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use sqlx::pool::PoolConnection;
 use sqlx::{PgConnection, PgPool, Postgres};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, OwnedMutexGuard};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -41,8 +42,9 @@ pub(crate) trait Statement: Send + Sync + 'static {
     type Request: Send + Sync + 'static;
     type Answer: Send + 'static;
 
-    /// How long a statement of this kind runs before another worker may start the next group
-    /// beside it; `None`: at once (each worker takes a group as soon as one is queued).
+    /// How long the next group of this kind waits for the statement in flight to end before it
+    /// starts beside it; `None`: it does not wait (each worker takes a group as soon as one is
+    /// queued).
     const OVERLAP_AFTER: Option<Duration> = None;
 
     fn run<'a>(
@@ -64,75 +66,9 @@ type Reply<S> = oneshot::Sender<Result<<S as Statement>::Answer, StoreError>>;
 /// The queue the workers of one kind share.
 type Queue<S> = Arc<tokio::sync::Mutex<mpsc::Receiver<(<S as Statement>::Request, Reply<S>)>>>;
 
-/// The statements of one kind in flight, by when each started.
-#[derive(Default)]
-struct Running {
-    started: Mutex<Vec<Instant>>,
-    /// Notified whenever a statement ends.
-    ended: tokio::sync::Notify,
-}
-
-impl Running {
-    /// Records a statement starting now; it counts as running until the guard is dropped.
-    fn enter(self: &Arc<Self>) -> Entered {
-        let at = Instant::now();
-        self.started
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(at);
-        Entered {
-            running: self.clone(),
-            at,
-        }
-    }
-
-    /// When the latest statement still running started.
-    fn latest(&self) -> Option<Instant> {
-        let started = self.started.lock().unwrap_or_else(PoisonError::into_inner);
-        started.iter().max().copied()
-    }
-
-    /// Returns once no statement has been running for less than `after`.
-    async fn overlap_allowed(&self, after: Duration) {
-        loop {
-            // Registered before the check, so an end between the two is not missed.
-            let ended = self.ended.notified();
-            tokio::pin!(ended);
-            ended.as_mut().enable();
-            match self.latest() {
-                Some(at) if at.elapsed() < after => {
-                    tokio::select! {
-                        () = ended => {}
-                        () = tokio::time::sleep_until((at + after).into()) => {}
-                    }
-                }
-                _ => return,
-            }
-        }
-    }
-}
-
-/// A statement counted in [`Running`].
-struct Entered {
-    running: Arc<Running>,
-    at: Instant,
-}
-
-impl Drop for Entered {
-    fn drop(&mut self) {
-        let mut started = self
-            .running
-            .started
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        // Entries with the same instant are interchangeable.
-        if let Some(i) = started.iter().position(|&t| t == self.at) {
-            started.swap_remove(i);
-        }
-        drop(started);
-        self.running.ended.notify_waiters();
-    }
-}
+/// Held by the statement in flight of a kind that waits for it ([`Statement::OVERLAP_AFTER`]);
+/// a statement that started beside it, after the wait, runs without.
+type Lane = Arc<tokio::sync::Mutex<()>>;
 
 /// The queue and workers of one kind of grouped request.
 pub(crate) struct Groups<S: Statement> {
@@ -154,7 +90,7 @@ impl<S: Statement> Groups<S> {
         let (queue, rx) = mpsc::channel(4 * MAX_GROUP);
         let rx = Arc::new(tokio::sync::Mutex::new(rx));
         let (statement, stop) = (Arc::new(statement), CancellationToken::new());
-        let running = Arc::new(Running::default());
+        let lane = Lane::default();
         let workers = (0..workers)
             .map(|_| {
                 let held = Held {
@@ -166,7 +102,7 @@ impl<S: Statement> Groups<S> {
                     statement.clone(),
                     held,
                     rx.clone(),
-                    running.clone(),
+                    lane.clone(),
                     stop.clone(),
                 ))
             })
@@ -209,16 +145,16 @@ async fn work<S: Statement>(
     statement: Arc<S>,
     held: Held,
     queue: Queue<S>,
-    running: Arc<Running>,
+    lane: Lane,
     stop: CancellationToken,
 ) {
     loop {
         let group = tokio::select! {
             biased;
             () = stop.cancelled() => return,
-            group = next_group(&queue, &running, S::OVERLAP_AFTER) => group,
+            group = next_group(&queue, &lane, S::OVERLAP_AFTER) => group,
         };
-        let Some((mut group, _running)) = group else {
+        let Some((mut group, in_lane)) = group else {
             return;
         };
         if group.len() > 1 && statement.order(&group[0].0, &group[1].0).is_some() {
@@ -233,6 +169,9 @@ async fn work<S: Statement>(
             held.run(&*statement, &requests)
         })
         .await;
+        // Left before the answers go out, so a worker waiting to start the next group (and
+        // holding the queue) does not wait on them.
+        drop(in_lane);
         match result {
             Ok(answers) if answers.len() == replies.len() => {
                 for (reply, answer) in replies.into_iter().zip(answers) {
@@ -266,27 +205,30 @@ async fn work<S: Statement>(
     }
 }
 
-/// The next group: waits for one request and, with `overlap_after`, until no statement has
-/// been running for less than that; then takes whatever else is queued, up to [`MAX_GROUP`],
-/// and counts its statement as running. `None` once every sender is gone.
+/// The next group: waits for one request and, with `overlap_after`, up to that long for the
+/// statement in flight to end (what queues meanwhile joins the group); then takes whatever else
+/// is queued, up to [`MAX_GROUP`]. With the lane, if the wait ended in time. `None` once every
+/// sender is gone.
 async fn next_group<T>(
     queue: &tokio::sync::Mutex<mpsc::Receiver<T>>,
-    running: &Arc<Running>,
+    lane: &Lane,
     overlap_after: Option<Duration>,
-) -> Option<(Vec<T>, Entered)> {
+) -> Option<(Vec<T>, Option<OwnedMutexGuard<()>>)> {
     let mut rx = queue.lock().await;
     let mut group = vec![rx.recv().await?];
-    if let Some(after) = overlap_after {
-        running.overlap_allowed(after).await;
-    }
+    let in_lane = match overlap_after {
+        Some(after) => tokio::time::timeout(after, lane.clone().lock_owned())
+            .await
+            .ok(),
+        None => None,
+    };
     while group.len() < MAX_GROUP {
         match rx.try_recv() {
             Ok(job) => group.push(job),
             Err(_) => break,
         }
     }
-    // Entered while the queue is still locked: the next worker to take a group sees it.
-    Some((group, running.enter()))
+    Some((group, in_lane))
 }
 
 /// The connection a worker keeps between groups. It comes from a pool of the workers' own
@@ -387,31 +329,34 @@ mod tests {
         }
     }
 
-    fn pool() -> PgPool {
-        PgPool::connect_lazy(&taskward_testkit::database_url()).expect("database url")
+    /// `workers` workers running `probe`.
+    fn start(probe: &Arc<Probe>, workers: usize) -> Arc<Groups<Arc<Probe>>> {
+        let pool = PgPool::connect_lazy(&taskward_testkit::database_url()).expect("database url");
+        Arc::new(Groups::start(
+            probe.clone(),
+            pool,
+            workers,
+            Duration::from_secs(60),
+        ))
+    }
+
+    /// Submits `request` on a task of its own.
+    fn submit(
+        groups: &Arc<Groups<Arc<Probe>>>,
+        request: &'static str,
+    ) -> tokio::task::JoinHandle<Result<usize, StoreError>> {
+        let groups = groups.clone();
+        tokio::spawn(async move { groups.submit(request).await })
     }
 
     #[tokio::test]
     async fn reads_run_one_statement_at_a_time_and_group_what_queues_behind_it() {
         let probe = Arc::new(Probe::new(Duration::from_millis(200), Duration::ZERO));
-        let groups = Arc::new(Groups::start(
-            probe.clone(),
-            pool(),
-            4,
-            Duration::from_secs(5),
-        ));
+        let groups = start(&probe, 4);
         // The first request starts a statement; the rest arrive while it runs.
-        let first = tokio::spawn({
-            let groups = groups.clone();
-            async move { groups.submit("first").await }
-        });
+        let first = submit(&groups, "first");
         running(&probe).await;
-        let rest: Vec<_> = (0..30)
-            .map(|_| {
-                let groups = groups.clone();
-                tokio::spawn(async move { groups.submit("later").await })
-            })
-            .collect();
+        let rest: Vec<_> = (0..30).map(|_| submit(&groups, "later")).collect();
         assert_eq!(first.await.unwrap().unwrap(), 1);
         for r in rest {
             // Four idle workers, yet all thirty went as one statement after the first.
@@ -427,19 +372,11 @@ mod tests {
             Duration::from_millis(10),
             Duration::from_secs(30),
         ));
-        let groups = Arc::new(Groups::start(
-            probe.clone(),
-            pool(),
-            2,
-            Duration::from_secs(60),
-        ));
-        let stuck = tokio::spawn({
-            let groups = groups.clone();
-            async move { groups.submit("stuck").await }
-        });
+        let groups = start(&probe, 2);
+        let stuck = submit(&groups, "stuck");
         running(&probe).await;
-        // Answered on the other worker once the stuck statement has run past the wait, long
-        // before it ends.
+        // Answered on the other worker once it has waited its while for the stuck statement,
+        // long before that ends.
         let answered = tokio::time::timeout(Duration::from_secs(10), groups.submit("next"))
             .await
             .expect("a read queued behind a stuck statement waited for it");

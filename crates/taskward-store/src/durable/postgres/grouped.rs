@@ -174,11 +174,11 @@ pub(crate) struct Read {
     pub id: TaskId,
 }
 
-/// How long a group read runs before a second may start beside it. A read by key takes a fraction
-/// of a millisecond; with one in flight at a time, what queues meanwhile goes as one larger
-/// statement (a miss costs PostgreSQL about a third of the CPU it does with four overlapping).
-/// A read taking longer than this (a slow disk, a connection cut off) lets the next group start
-/// on another worker instead of holding it up.
+/// How long the next group read waits for the one in flight before it starts beside it. A read
+/// by key takes a fraction of a millisecond; with one in flight at a time, what queues meanwhile
+/// goes as one larger statement (a miss costs PostgreSQL about a third of the CPU it does with
+/// four overlapping). A read taking longer (a slow disk, a connection cut off) does not hold up
+/// the next group past this.
 pub(crate) const READ_OVERLAP_AFTER: Duration = Duration::from_millis(2);
 
 /// Group read: one `SELECT … JOIN unnest(…)` for the whole group, one round trip.
