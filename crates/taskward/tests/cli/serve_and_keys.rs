@@ -450,3 +450,90 @@ async fn a_data_dir_or_database_the_user_cannot_write_is_refused_with_what_to_do
     mode(&data.join("taskward.db"), 0o444).expect("chmod");
     assert_refused(&data, ["is read-only", "chmod u+w"]);
 }
+
+/// The resident memory of process `pid`, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc status")
+}
+
+/// Opens a connection to `addr` and has one `/healthz` answered on it, which leaves it an idle
+/// keep-alive connection with whatever the server keeps for one.
+async fn served_keep_alive(addr: std::net::SocketAddr) -> tokio::net::TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .expect("request");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    // `/healthz` answers a small body with a Content-Length: the response is whole once the
+    // head and that many bytes after it have arrived.
+    loop {
+        let n = s.read(&mut buf).await.expect("response");
+        assert!(n > 0, "closed before the response ended");
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got).to_ascii_lowercase();
+        if let Some(head_end) = text.find("\r\n\r\n") {
+            let length: usize = text[..head_end]
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .expect("content-length");
+            if got.len() >= head_end + 4 + length {
+                assert!(text.starts_with("http/1.1 200"), "{text}");
+                return s;
+            }
+        }
+    }
+}
+
+/// Memory is what bounds how many clients one instance holds (keep-alive pools, long-polls,
+/// streams). A connection costs hyper two 8 KiB buffers of which little is ever written, so it
+/// is cheap only if untouched memory stays unresident: with transparent huge pages (which
+/// mimalloc asks for unless told not to) each connection cost 19.5 KiB here instead of 11.8.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn held_connections_cost_the_server_little_memory() {
+    const CONNECTIONS: u64 = 2_000;
+    const MAX_KIB_EACH: u64 = 15;
+    // Both ends of every connection are open at once; the server inherits the limit.
+    {
+        use rustix::process::{getrlimit, setrlimit, Resource};
+        let mut lim = getrlimit(Resource::Nofile);
+        if lim.current.is_some_and(|c| c < 2 * CONNECTIONS + 500) {
+            lim.current = Some((2 * CONNECTIONS + 500).min(lim.maximum.unwrap_or(u64::MAX)));
+            setrlimit(Resource::Nofile, lim).expect("raise RLIMIT_NOFILE");
+        }
+    }
+    let tmp = TempDir::new().unwrap();
+    let mut serve = Serve::start(tmp.path(), &tmp.path().join("data"), |_| {});
+    serve.wait_healthy(HEALTHY_WITHIN).await;
+    // What a first connection sets up once (buffers of the runtime, the allocator's first
+    // pages) is not what each further one costs.
+    drop(served_connections(serve.addr, 50).await);
+    let before = rss_kib(serve.pid());
+    let held = served_connections(serve.addr, CONNECTIONS as usize).await;
+    let after = rss_kib(serve.pid());
+    let each = (after.saturating_sub(before)) as f64 / CONNECTIONS as f64;
+    assert!(
+        each <= MAX_KIB_EACH as f64,
+        "{CONNECTIONS} idle keep-alive connections took the server from {before} to {after} KiB \
+         resident: {each:.1} KiB each, over {MAX_KIB_EACH}"
+    );
+    drop(held);
+    serve.stop().await;
+}
+
+/// `n` connections, each with one request served, opened one after another.
+async fn served_connections(addr: std::net::SocketAddr, n: usize) -> Vec<tokio::net::TcpStream> {
+    let mut held = Vec::with_capacity(n);
+    for _ in 0..n {
+        held.push(served_keep_alive(addr).await);
+    }
+    held
+}
