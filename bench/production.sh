@@ -75,12 +75,15 @@ start_warm() {
 name() { # the row label, with the binary's directory when comparing builds
   if [ "${#bins[@]}" -gt 1 ]; then printf '%s %s' "$(basename "$(dirname "$bin")")" "$1"; else printf '%s' "$1"; fi
 }
-ticks() { awk '{print $14+$15}' "/proc/$pid/stat"; }
+# CPU ticks (user + system) of the processes whose pids come on stdin, summed (one that exits
+# meanwhile counts nothing).
+sum_ticks() { xargs -r -I{} awk '{print $14+$15}' /proc/{}/stat 2>/dev/null | awk '{s+=$1} END {print s+0}'; }
+ticks() { echo "$pid" | sum_ticks; }
 # CPU ticks of every PostgreSQL process, of the Redis server, and of the whole machine: each row
 # also says what it cost the database, Redis and the machine (wrk and the kernel included), so
 # a change that moves work from the server to PostgreSQL or Redis shows.
-pg_ticks() { pgrep -x postgres | xargs -r -I{} awk '{print $14+$15}' /proc/{}/stat 2>/dev/null | awk '{s+=$1} END {print s+0}'; }
-redis_ticks() { pgrep -f 'redis-server.*:6379' | xargs -r -I{} awk '{print $14+$15}' /proc/{}/stat | awk '{s+=$1} END {print s+0}'; }
+pg_ticks() { pgrep -x postgres | sum_ticks; }
+redis_ticks() { pgrep -f 'redis-server.*:6379' | sum_ticks; }
 busy_ticks() { awk '/^cpu / {print $2+$3+$4+$7+$8}' /proc/stat; }
 per() { echo "($2 - $1) * 10000 / $3" | bc -l; } # ticks before, after, operations: us each
 wrk_run() { # label, extra wrk args...; prints req/s, p99 and CPU per request

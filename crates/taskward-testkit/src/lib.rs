@@ -19,6 +19,9 @@
 //! - [`RedisCluster`]: six private redis-servers as a cluster of three masters and three
 //!   replicas, to fail a master over.
 //!
+//! - [`raise_fd_limit`] and [`resident_kib`]: for tests that hold many connections and weigh
+//!   what they cost a server process.
+//!
 //! `TASKWARD_TEST_DATABASE_URL` and `TASKWARD_TEST_REDIS_URL` override the default addresses.
 
 #[cfg(feature = "app")]
@@ -54,6 +57,29 @@ pub fn database_url() -> String {
 /// The Redis the tests use.
 pub fn redis_url() -> String {
     std::env::var("TASKWARD_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// Raises this process's open-files soft limit to at least `want` (up to the hard limit), for
+/// tests that hold thousands of connections; processes spawned afterwards inherit it. Returns
+/// the soft limit now.
+pub fn raise_fd_limit(want: u64) -> u64 {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut lim = getrlimit(Resource::Nofile);
+    let hard = lim.maximum.unwrap_or(u64::MAX);
+    if lim.current.is_some_and(|c| c < want) {
+        lim.current = Some(want.min(hard));
+        setrlimit(Resource::Nofile, lim).expect("raise RLIMIT_NOFILE");
+    }
+    getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)
+}
+
+/// The resident memory of process `pid` (`VmRSS`), in KiB.
+pub fn resident_kib(pid: u32) -> std::io::Result<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))?
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .ok_or_else(|| std::io::Error::other("no VmRSS in /proc/<pid>/status"))
 }
 
 fn unique(prefix: &str) -> String {

@@ -13,13 +13,11 @@ use clap::Parser;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
-    // No memory of this process is to be a transparent huge page: one is resident whole
-    // (2 MiB) once a byte of it is touched, and a held connection touches a little of much
-    // memory (hyper's two 8 KiB buffers, mostly unwritten). With huge pages a held connection
-    // cost 22 KiB instead of 14, and an idle server 30 MiB instead of 17 (`bench/waiters.sh`);
-    // the heap is too small for fewer TLB misses to pay that back. mimalloc's `no_thp` stops
-    // it asking for them (`madvise`) from its first allocation; this stops a kernel set to
-    // give them unasked (`always`). Not fatal: a kernel without THP has nothing to disable.
+    // No transparent huge pages: a huge page is resident whole once a byte of it is touched,
+    // and a held connection touches a little of much memory, so with them it cost 22 KiB
+    // instead of 14 (ARCHITECTURE.md, "No transparent huge pages"). mimalloc's `no_thp` stops
+    // it asking for them from its first allocation; this stops a kernel set to `always` from
+    // giving them unasked. Not fatal: a kernel without THP has nothing to disable.
     #[cfg(target_os = "linux")]
     let _ = rustix::thread::disable_transparent_huge_pages(true);
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
+use taskward_testkit::raise_fd_limit;
 use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 
@@ -208,18 +209,6 @@ async fn headers_trickled_a_byte_a_second_are_cut_off_at_the_header_read_timeout
     );
     assert!(sent < 20, "the request never completed ({sent} bytes sent)");
     assert_eq!(served.len(), 4);
-}
-
-/// Raises this process's open-files soft limit to at least `want` (up to the hard limit).
-fn raise_fd_limit(want: u64) -> u64 {
-    use rustix::process::{getrlimit, setrlimit, Resource};
-    let mut lim = getrlimit(Resource::Nofile);
-    let hard = lim.maximum.unwrap_or(u64::MAX);
-    if lim.current.is_some_and(|c| c < want) {
-        lim.current = Some(want.min(hard));
-        setrlimit(Resource::Nofile, lim).expect("raise RLIMIT_NOFILE");
-    }
-    getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -18,12 +18,7 @@ pub fn env_num(name: &str, default: u64) -> anyhow::Result<u64> {
 
 /// (resident set in KiB, CPU time of user + system) of a process.
 pub fn usage(pid: &str) -> anyhow::Result<(u64, Duration)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let rss = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .context("VmRSS")?;
+    let rss = taskward_testkit::resident_kib(pid.parse().context("pid")?)?;
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     let fields: Vec<&str> = stat
         .rsplit_once(')')

@@ -10,6 +10,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use taskward_testkit::{raise_fd_limit, resident_kib};
 use tempfile::TempDir;
 
 use crate::support::{free_addr, keys_in, output_ok, taskward, Serve};
@@ -451,16 +452,6 @@ async fn a_data_dir_or_database_the_user_cannot_write_is_refused_with_what_to_do
     assert_refused(&data, ["is read-only", "chmod u+w"]);
 }
 
-/// The resident memory of process `pid`, in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS in /proc status")
-}
-
 /// Opens a connection to `addr` and has one `/healthz` answered on it, which leaves it an idle
 /// keep-alive connection with whatever the server keeps for one.
 async fn served_keep_alive(addr: std::net::SocketAddr) -> tokio::net::TcpStream {
@@ -502,23 +493,20 @@ async fn held_connections_cost_the_server_little_memory() {
     const CONNECTIONS: u64 = 2_000;
     const MAX_KIB_EACH: u64 = 15;
     // Both ends of every connection are open at once; the server inherits the limit.
-    {
-        use rustix::process::{getrlimit, setrlimit, Resource};
-        let mut lim = getrlimit(Resource::Nofile);
-        if lim.current.is_some_and(|c| c < 2 * CONNECTIONS + 500) {
-            lim.current = Some((2 * CONNECTIONS + 500).min(lim.maximum.unwrap_or(u64::MAX)));
-            setrlimit(Resource::Nofile, lim).expect("raise RLIMIT_NOFILE");
-        }
-    }
+    let limit = raise_fd_limit(2 * CONNECTIONS + 500);
+    assert!(
+        limit >= 2 * CONNECTIONS + 500,
+        "open-files limit {limit} is too low"
+    );
     let tmp = TempDir::new().unwrap();
     let mut serve = Serve::start(tmp.path(), &tmp.path().join("data"), |_| {});
     serve.wait_healthy(HEALTHY_WITHIN).await;
     // What a first connection sets up once (buffers of the runtime, the allocator's first
     // pages) is not what each further one costs.
     drop(served_connections(serve.addr, 50).await);
-    let before = rss_kib(serve.pid());
+    let before = resident_kib(serve.pid()).expect("server RSS");
     let held = served_connections(serve.addr, CONNECTIONS as usize).await;
-    let after = rss_kib(serve.pid());
+    let after = resident_kib(serve.pid()).expect("server RSS");
     let each = (after.saturating_sub(before)) as f64 / CONNECTIONS as f64;
     assert!(
         each <= MAX_KIB_EACH as f64,
