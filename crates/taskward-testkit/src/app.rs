@@ -10,6 +10,7 @@
 use std::net::SocketAddr;
 use std::sync::Once;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::{json, Value};
@@ -277,6 +278,36 @@ impl TestApp {
         }
     }
 
+    /// Another client holds task `id`'s row locked (`SELECT … FOR UPDATE` in an open
+    /// transaction) until the guard is released: a write to that task waits for it in
+    /// PostgreSQL, writes to other tasks need not. Production shape only.
+    pub async fn lock_task_row(&self, id: &str) -> RowLock {
+        let ns = self
+            .namespace
+            .as_ref()
+            .expect("a row lock needs the production shape");
+        let mut conn = pg_connection(ns).await;
+        sqlx::raw_sql("BEGIN")
+            .execute(&mut conn)
+            .await
+            .expect("begin");
+        let locked = sqlx::query("SELECT 1 FROM tasks WHERE task_id = $1 FOR UPDATE")
+            .bind(id)
+            .fetch_all(&mut conn)
+            .await
+            .expect("lock");
+        assert_eq!(locked.len(), 1, "no task {id} to lock");
+        let (pid,): (i32,) = sqlx::query_as("SELECT pg_backend_pid()")
+            .fetch_one(&mut conn)
+            .await
+            .expect("pid");
+        RowLock {
+            conn,
+            pid,
+            url: ns.pg.url.clone(),
+        }
+    }
+
     /// Mints a key directly in the store (as `taskward keys create` would).
     pub async fn key_for(&self, org: &str, mode: Mode, scopes: &str) -> String {
         let store = taskward_server::open_store(&self.settings)
@@ -483,6 +514,46 @@ async fn pg_connection(ns: &Namespace) -> sqlx::PgConnection {
         .await
         .expect("search_path");
     conn
+}
+
+/// A row lock another client holds ([`TestApp::lock_task_row`]).
+#[derive(Debug)]
+pub struct RowLock {
+    conn: sqlx::PgConnection,
+    pid: i32,
+    url: String,
+}
+
+impl RowLock {
+    /// Waits until a statement is blocked on this lock: the write to the locked task is then
+    /// in flight, stuck.
+    pub async fn wait_for_a_waiter(&self) {
+        let mut observer = sqlx::PgConnection::connect(&self.url)
+            .await
+            .expect("postgres");
+        for _ in 0..1000 {
+            let (waiting,): (i64,) = sqlx::query_as(
+                "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
+            )
+            .bind(self.pid)
+            .fetch_one(&mut observer)
+            .await
+            .expect("pg_stat_activity");
+            if waiting > 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("no statement waited for the row lock within 10 s");
+    }
+
+    /// Lets the waiting write through.
+    pub async fn release(mut self) {
+        sqlx::raw_sql("ROLLBACK")
+            .execute(&mut self.conn)
+            .await
+            .expect("unlock");
+    }
 }
 
 /// A held write lock on the durable tier.

@@ -35,7 +35,7 @@ mod receiver;
 mod redis_cluster;
 
 #[cfg(feature = "app")]
-pub use app::{Namespace, Shape, TestApp, WriteLock};
+pub use app::{Namespace, RowLock, Shape, TestApp, WriteLock};
 #[cfg(feature = "app")]
 pub use contract::{assert_error, assert_error_shape, assert_task_shape, ids};
 pub use haproxy::Haproxy;

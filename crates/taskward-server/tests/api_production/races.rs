@@ -1,15 +1,17 @@
 //! Races `tests/api/concurrency.rs` does not cover: writers with and without `If-Match` on one
 //! task at once (the conditional ones retrying on 412), and several terminal transitions, a
-//! kill and ordinary updates racing while readers watch the status. Production shape (group
-//! commit on PostgreSQL, Redis write-through).
+//! kill and ordinary updates racing while readers watch the status; and a write stuck on a row
+//! another client holds locked, beside writes to other tasks. Production shape (group commit
+//! on PostgreSQL, Redis write-through).
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use futures_util::future::join_all;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::support::{spawn_app, TestApp};
+use crate::support::{spawn_app, spawn_app_with, TestApp};
 
 /// SPEC's terminal statuses.
 const TERMINAL: [&str; 4] = ["COMPLETED", "COMPLETED_WITH_ERRORS", "FAILED", "CANCELED"];
@@ -199,4 +201,38 @@ async fn racing_terminal_transitions_have_one_winner_that_never_changes() {
         app.send(Method::DELETE, &path, &app.key).await;
         assert_eq!(app.get_ok(&id).await, before, "{id}");
     }
+}
+
+/// Commit groups run one at a time while they are quick, but a group stuck in PostgreSQL (here
+/// on a row another client holds locked) holds up the writes queued after it only briefly: the
+/// next group waits a little for it, then starts beside it on the other worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_stuck_on_a_locked_row_does_not_hold_up_writes_to_other_tasks() {
+    // Long enough that the stuck write waits for the lock for the whole test, not a timeout.
+    let app = spawn_app_with(|s| s.durable.timeout_ms = 60_000).await;
+    app.create_processing("stuck").await;
+    app.create_processing("free").await;
+    let lock = app.lock_task_row("stuck").await;
+
+    let mut stuck =
+        std::pin::pin!(app.patch(&app.key, "stuck", json!({"additional_data": {"n": 1}})));
+    tokio::select! {
+        res = &mut stuck => panic!("the write to the locked row was answered: {}", res.status()),
+        () = lock.wait_for_a_waiter() => {}
+    }
+    let free = tokio::time::timeout(
+        Duration::from_secs(10),
+        app.patch(&app.key, "free", json!({"additional_data": {"n": 1}})),
+    );
+    let res = tokio::select! {
+        res = &mut stuck => panic!("the write to the locked row was answered: {}", res.status()),
+        res = free => res.expect("a write to another task waited for the stuck one"),
+    };
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(app.get_ok("free").await["version"], 2);
+
+    lock.release().await;
+    let res = stuck.await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(app.get_ok("stuck").await["version"], 2);
 }

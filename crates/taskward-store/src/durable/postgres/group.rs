@@ -7,10 +7,10 @@
 //! policy are here, once, for every kind (compare-and-set writes and reads by key today).
 //!
 //! A kind may also say how long the next group waits for the statement in flight to end before
-//! it starts beside it ([`Statement::OVERLAP_AFTER`]): reads wait, so that under load one
-//! statement is in flight and the next group forms behind it (fewer, larger statements:
-//! PostgreSQL spends less per row), while a statement that is slow or stuck does not hold up
-//! the reads queued after it.
+//! it starts beside it ([`Statement::OVERLAP_AFTER`]): reads and commits both wait, so that
+//! under load one statement is in flight and the next group forms behind it (fewer, larger
+//! statements: PostgreSQL spends less per row), while a statement that is slow or stuck does
+//! not hold up the requests queued after it.
 //!
 //! Each worker keeps its connection for good ([`Held`]): sqlx pings a connection (a round trip)
 //! every time it goes back to a pool, which would double the statements of every group.

@@ -68,11 +68,12 @@ const MIGRATIONS: &[Migration] = &[
 /// Arbitrary, fixed key of the advisory lock that serialises migrations.
 const MIGRATION_LOCK: i64 = 0x7461_736b_7761_7264; // "taskward"
 
-/// Group-commit workers: two, so that a group is always being prepared while another commits.
-/// More do not help: a tenant's groups take its event counter in turn (the row stays locked
-/// until the commit), so a third worker's group only waits for the lock while smaller groups
-/// form. Measured with events on (PATCH, `bench/production.sh`'s set-up, A/B with the build
-/// before events): four workers 0.91x and 0.83x, two 1.00x and 0.93x.
+/// Group-commit workers: two, one at a time while groups are quick (see
+/// `grouped::COMMIT_OVERLAP_AFTER`), the second taking the next group beside a statement that
+/// is stuck. Overlapping freely did not pay: a tenant's groups take its event counter in turn
+/// (the row stays locked until the commit), so a second group in flight mostly waits for the
+/// first while it holds half the writes a group would (four workers did worse still: 0.91x and
+/// 0.83x the PATCH throughput of the build before events, two 1.00x and 0.93x).
 const COMMITTERS: u32 = 2;
 
 /// Group-read workers for reads of one task by key. One runs at a time while it is quick (see
