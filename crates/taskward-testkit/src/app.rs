@@ -291,16 +291,15 @@ impl TestApp {
             .execute(&mut conn)
             .await
             .expect("begin");
-        let locked = sqlx::query("SELECT 1 FROM tasks WHERE task_id = $1 FOR UPDATE")
-            .bind(id)
-            .fetch_all(&mut conn)
-            .await
-            .expect("lock");
-        assert_eq!(locked.len(), 1, "no task {id} to lock");
-        let (pid,): (i32,) = sqlx::query_as("SELECT pg_backend_pid()")
-            .fetch_one(&mut conn)
-            .await
-            .expect("pid");
+        let locked: Vec<(i32,)> =
+            sqlx::query_as("SELECT pg_backend_pid() FROM tasks WHERE task_id = $1 FOR UPDATE")
+                .bind(id)
+                .fetch_all(&mut conn)
+                .await
+                .expect("lock");
+        let [(pid,)] = locked[..] else {
+            panic!("{} tasks {id} to lock, not one", locked.len());
+        };
         RowLock {
             conn,
             pid,
@@ -526,7 +525,8 @@ pub struct RowLock {
 
 impl RowLock {
     /// Waits until a statement is blocked on this lock: the write to the locked task is then
-    /// in flight, stuck.
+    /// in flight, stuck. Asked on a connection of its own: the locking one, inside its
+    /// transaction, would keep seeing the activity as it was at the transaction's first look.
     pub async fn wait_for_a_waiter(&self) {
         let mut observer = sqlx::PgConnection::connect(&self.url)
             .await

@@ -1,9 +1,8 @@
 //! Grouped execution: concurrent requests of one kind go to PostgreSQL as one statement (one
 //! round trip, and for writes one commit and one WAL flush) instead of one each.
 //!
-//! A few workers share one queue; each takes everything queued (up to [`MAX_GROUP`]), runs it
-//! as one statement while the others take what queues meanwhile, so statements overlap. What
-//! a group does is a [`Statement`]; the queue, the workers, their connections and the retry
+//! A few workers share one queue; each takes everything queued (up to [`MAX_GROUP`]) and runs
+//! it as one statement, while the next worker gathers what queues meanwhile. What a group does is a [`Statement`]; the queue, the workers, their connections and the retry
 //! policy are here, once, for every kind (compare-and-set writes and reads by key today).
 //!
 //! A kind may also say how long the next group waits for the statement in flight to end before
